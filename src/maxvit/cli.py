@@ -1,0 +1,44 @@
+"""`maxvit` command line: one subcommand per area, each registered by its own package.
+
+Each area module exposes ``register(subparsers)``, which adds its commands and sets
+``func`` (called with the parsed args, returns an exit code). Heavy imports happen inside
+the command functions so that ``maxvit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from maxvit import __version__
+from maxvit.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from maxvit.bench import cli as bench_cli
+    from maxvit.data import cli as data_cli
+    from maxvit.models import cli as models_cli
+    from maxvit.train import cli as train_cli
+
+    parser = argparse.ArgumentParser(
+        prog="maxvit",
+        description="MaxViT on Tiny ImageNet: data, models, training, evaluation, benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"maxvit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for area in (data_cli, models_cli, train_cli, bench_cli):
+        area.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
