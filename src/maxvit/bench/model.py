@@ -1,0 +1,362 @@
+"""``maxvit bench model``: training and inference speed, memory, parameters and FLOPs of models.
+
+All models are built first, then measured in one interleaved run: every round runs one
+training step and one inference batch of each model in turn, so that slow drifts of a shared
+machine (other jobs, thermal limits) hit all models alike and ratios stay comparable. The
+figures are medians over the rounds, after ``--warmup`` unrecorded rounds.
+
+Peak memory comes from a fresh subprocess per model (see ``maxvit.bench.memprobe``).
+FLOPs come from the corrected counter in ``maxvit.bench.flops``.
+
+Ratios: every model against ``--reference`` (default: the first model); and, with
+``--compare-to A,B``, every other model against the faster of A and B, separately for
+training and inference ("our ratio to the faster of the references").
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maxvit.errors import UserError
+
+DEFAULT_MODELS = (
+    "maxvit_seed,vit_base_16,vit_small_16,coatnet_0,tv:maxvit_t,timm:maxvit_tiny_tf_224"
+)
+
+
+@dataclass
+class ModelBenchConfig:
+    """Options of one `bench model` run."""
+
+    # Models to measure, in table order (registry, timm:<name> or tv:<name>).
+    models: list[str]
+    # Images per training step and per inference batch.
+    batch_size: int = 8
+    # Square input side in pixels.
+    img_size: int = 224
+    # Recorded rounds (one training step + one inference batch per model per round).
+    rounds: int = 5
+    # Unrecorded rounds first (allocator, caches, autotuning, compilation).
+    warmup: int = 2
+    # Model and input in channels_last memory format.
+    channels_last: bool = True
+    # torch.compile every model (compilation happens in the warm-up rounds).
+    compile: bool = False
+    # torch.set_num_threads value; None keeps torch's default.
+    threads: int | None = None
+    # auto (CUDA when available), cpu or cuda.
+    device: str = "auto"
+    # Measure peak memory in a fresh subprocess per model.
+    memory: bool = True
+    # Model the ratio table divides by; None means the first model.
+    reference: str | None = None
+    # Reference implementations: others are compared with the faster of these.
+    compare_to: list[str] = field(default_factory=list)
+    # Where to write the JSON result (None: no file).
+    json_path: Path | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        default=DEFAULT_MODELS,
+        help="comma-separated names: registry (maxvit_seed, vit_base_16, ...), timm:<name>, "
+        f"tv:<name> (default: {DEFAULT_MODELS})",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--img-size", type=int, default=224, help="input side (default 224)")
+    parser.add_argument("--rounds", type=int, default=5, help="recorded rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="unrecorded rounds (default 2)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels_last model and input (default on)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="peak memory per model, each in a fresh subprocess (default on)",
+    )
+    parser.add_argument(
+        "--reference", default=None, help="model the ratio table divides by (default: the first)"
+    )
+    parser.add_argument(
+        "--compare-to",
+        default=None,
+        help="comma-separated reference implementations (added to the run if missing); "
+        "every other model is compared with the faster of them",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+
+
+def config_from_args(args: argparse.Namespace) -> ModelBenchConfig:
+    from maxvit.bench.common import parse_list
+
+    return ModelBenchConfig(
+        models=parse_list(args.models, "models"),
+        batch_size=args.batch_size,
+        img_size=args.img_size,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        threads=args.threads,
+        device=args.device,
+        memory=args.memory,
+        reference=args.reference,
+        compare_to=parse_list(args.compare_to, "compare-to") if args.compare_to else [],
+        json_path=args.json,
+    )
+
+
+def validate(cfg: ModelBenchConfig) -> list[str]:
+    """Check options and names before any heavy work; return the full model list."""
+    from maxvit.bench.common import check_model_name
+
+    if cfg.batch_size < 1 or cfg.img_size < 1:
+        raise UserError("--batch-size and --img-size must be positive")
+    if cfg.rounds < 1 or cfg.warmup < 0:
+        raise UserError("--rounds must be at least 1 and --warmup at least 0")
+    if cfg.compile and cfg.warmup < 1:
+        raise UserError("--compile needs --warmup of at least 1 (compilation happens there)")
+    models = list(dict.fromkeys(cfg.models + cfg.compare_to))
+    for name in models:
+        check_model_name(name)
+    if cfg.reference is not None and cfg.reference not in models:
+        raise UserError(f"--reference {cfg.reference!r} is not among the models: {models}")
+    if cfg.compare_to and len(models) == len(cfg.compare_to):
+        raise UserError("--compare-to names every model; nothing is left to compare")
+    return models
+
+
+def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
+    """Measure every model; return the result document (also written to ``cfg.json_path``)."""
+    import torch
+
+    from maxvit.bench.common import (
+        RunSettings,
+        apply_threads,
+        build_model,
+        count_params,
+        environment,
+        make_input,
+        median,
+        prepare,
+        resolve_device,
+        timed,
+        user_errors_for,
+        write_json,
+    )
+    from maxvit.bench.flops import count_flops
+    from maxvit.bench.memprobe import run_probe
+    from maxvit.bench.workload import Workload
+
+    models = validate(cfg)
+    apply_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    settings = RunSettings(device=device, channels_last=cfg.channels_last, compile=cfg.compile)
+
+    results: dict[str, dict[str, Any]] = {}
+    works: dict[str, Workload] = {}
+    for name in models:
+        print(f"building {name} ...", flush=True)
+        with user_errors_for(name, cfg.img_size):
+            raw = build_model(name, cfg.img_size).to(device)
+            if cfg.channels_last:
+                raw = raw.to(memory_format=torch.channels_last)
+            flops = count_flops(raw, make_input(1, cfg.img_size, settings))
+        results[name] = {
+            "model": name,
+            "params": count_params(raw),
+            "gflops_forward_per_image": flops.forward / 1e9,
+            "gflops_train_per_image": flops.train / 1e9,
+            "attention_share_forward": flops.forward_attention / max(flops.forward, 1),
+        }
+        works[name] = Workload(prepare(raw, settings), cfg.batch_size, cfg.img_size, settings)
+
+    if cfg.memory:
+        for name in models:
+            print(f"memory probe {name} ...", flush=True)
+            spec = {
+                "name": name,
+                "img_size": cfg.img_size,
+                "batch": cfg.batch_size,
+                "device": str(device),
+                "channels_last": cfg.channels_last,
+                "threads": torch.get_num_threads(),
+            }
+            results[name].update(run_probe(spec))
+
+    train_times: dict[str, list[float]] = {n: [] for n in models}
+    infer_times: dict[str, list[float]] = {n: [] for n in models}
+    total = cfg.warmup + cfg.rounds
+    for r in range(total):
+        label = f"warm-up {r + 1}/{cfg.warmup}" if r < cfg.warmup else f"round {r - cfg.warmup + 1}/{cfg.rounds}"
+        print(f"{label} ...", flush=True)
+        for name in models:
+            t_train = timed(works[name].train_step, device)
+            t_infer = timed(works[name].infer_step, device)
+            if r >= cfg.warmup:
+                train_times[name].append(t_train)
+                infer_times[name].append(t_infer)
+
+    b = cfg.batch_size
+    for name in models:
+        res = results[name]
+        t_tr, t_in = median(train_times[name]), median(infer_times[name])
+        res.update(
+            {
+                "train_s_per_batch": t_tr,
+                "train_img_per_s": b / t_tr,
+                "infer_s_per_batch": t_in,
+                "infer_img_per_s": b / t_in,
+                "train_gflop_per_s": res["gflops_train_per_image"] * b / t_tr,
+                "train_spread": (max(train_times[name]) - min(train_times[name])) / t_tr,
+                "train_s_rounds": train_times[name],
+                "infer_s_rounds": infer_times[name],
+            }
+        )
+
+    reference = cfg.reference or models[0]
+    doc: dict[str, Any] = {
+        "benchmark": "model",
+        "config": {
+            "models": models,
+            "batch_size": cfg.batch_size,
+            "img_size": cfg.img_size,
+            "rounds": cfg.rounds,
+            "warmup": cfg.warmup,
+            "channels_last": cfg.channels_last,
+            "compile": cfg.compile,
+            "num_classes": 200,
+        },
+        "environment": environment(device),
+        "results": [results[n] for n in models],
+        "reference": reference,
+        "ratios": ratios_to_reference(results, reference),
+    }
+    if cfg.compare_to:
+        doc["compare_to"] = compare_to_fastest(results, cfg.compare_to)
+    if cfg.json_path is not None:
+        write_json(cfg.json_path, doc)
+    return doc
+
+
+def ratios_to_reference(results: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """Each model's speed and cost as a multiple of the reference's (>1: more / slower)."""
+    ref = results[reference]
+    return [
+        {
+            "model": name,
+            "train_img_per_s": r["train_img_per_s"] / ref["train_img_per_s"],
+            "infer_img_per_s": r["infer_img_per_s"] / ref["infer_img_per_s"],
+            "train_s_per_batch": r["train_s_per_batch"] / ref["train_s_per_batch"],
+            "gflops_train_per_image": r["gflops_train_per_image"] / ref["gflops_train_per_image"],
+        }
+        for name, r in results.items()
+    ]
+
+
+def compare_to_fastest(results: dict[str, dict[str, Any]], refs: list[str]) -> list[dict[str, Any]]:
+    """Each non-reference model's img/s over the faster reference's, for training and inference."""
+    best_train = max(refs, key=lambda n: results[n]["train_img_per_s"])
+    best_infer = max(refs, key=lambda n: results[n]["infer_img_per_s"])
+    return [
+        {
+            "model": name,
+            "train_ratio": r["train_img_per_s"] / results[best_train]["train_img_per_s"],
+            "train_vs": best_train,
+            "infer_ratio": r["infer_img_per_s"] / results[best_infer]["infer_img_per_s"],
+            "infer_vs": best_infer,
+        }
+        for name, r in results.items()
+        if name not in refs
+    ]
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The printed report: the main table, the ratio table and the compare-to lines."""
+    from maxvit.bench.common import format_table
+
+    cfg, env = doc["config"], doc["environment"]
+    head = (
+        f"device {env['device']} ({env.get('gpu', env['cpu'])}), {env['precision']}, "
+        f"{env['threads']} threads, batch {cfg['batch_size']}, {cfg['img_size']}x{cfg['img_size']}, "
+        f"channels_last {'on' if cfg['channels_last'] else 'off'}, "
+        f"compile {'on' if cfg['compile'] else 'off'}; median of {cfg['rounds']} rounds "
+        f"after {cfg['warmup']} warm-up"
+    )
+    headers = [
+        "model", "params M", "GFLOPs fwd", "GFLOPs train", "train s/batch", "train img/s",
+        "spread", "infer s/batch", "infer img/s", "train GFLOP/s", "mem MB train", "mem MB infer",
+    ]  # fmt: skip
+    rows = []
+    for r in doc["results"]:
+        mem_tr = r.get("peak_mem_train_mb")
+        mem_in = r.get("peak_mem_infer_mb")
+        rows.append(
+            [
+                r["model"],
+                f"{r['params'] / 1e6:.2f}",
+                f"{r['gflops_forward_per_image']:.3f}",
+                f"{r['gflops_train_per_image']:.3f}",
+                f"{r['train_s_per_batch']:.3f}",
+                f"{r['train_img_per_s']:.2f}",
+                f"{100 * r['train_spread']:.0f}%",
+                f"{r['infer_s_per_batch']:.3f}",
+                f"{r['infer_img_per_s']:.2f}",
+                f"{r['train_gflop_per_s']:.1f}",
+                "-" if mem_tr is None else f"{mem_tr:.0f}",
+                "-" if mem_in is None else f"{mem_in:.0f}",
+            ]
+        )
+    out = [head, format_table(headers, rows)]
+    kinds = {r["memory_kind"] for r in doc["results"] if "memory_kind" in r}
+    if kinds:
+        out.append(f"memory: {', '.join(sorted(kinds))}")
+    for r in doc["results"]:
+        if "memory_error" in r:
+            out.append(f"memory of {r['model']}: {r['memory_error']}")
+    ratio_rows = [
+        [
+            q["model"],
+            f"{q['train_img_per_s']:.2f}x",
+            f"{q['infer_img_per_s']:.2f}x",
+            f"{q['train_s_per_batch']:.2f}x",
+            f"{q['gflops_train_per_image']:.2f}x",
+        ]
+        for q in doc["ratios"]
+    ]
+    out += [
+        "",
+        f"relative to {doc['reference']}:",
+        format_table(
+            ["model", "train img/s", "infer img/s", "train s/batch", "train FLOPs"], ratio_rows
+        ),
+    ]
+    if "compare_to" in doc:
+        out += ["", "ratio to the faster reference implementation (img/s; >1: faster):"]
+        for c in doc["compare_to"]:
+            out.append(
+                f"  {c['model']}: train {c['train_ratio']:.2f}x ({c['train_vs']}), "
+                f"inference {c['infer_ratio']:.2f}x ({c['infer_vs']})"
+            )
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry: run, print the tables, write JSON when asked."""
+    cfg = config_from_args(args)
+    doc = run_benchmark(cfg)
+    print(render(doc))
+    if cfg.json_path is not None:
+        print(f"wrote {cfg.json_path}")
+    return 0

@@ -1,0 +1,39 @@
+"""One model's benchmark workload: a training step and an inference batch on fixed random data."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maxvit.bench.common import NUM_CLASSES, RunSettings, autocast, make_input
+
+
+class Workload:
+    """A model with its AdamW optimizer and one fixed batch of random images and labels.
+
+    ``train_step`` is what a training loop does per batch (forward, cross-entropy, backward,
+    AdamW step); ``infer_step`` is one forward pass under ``inference_mode``. On CUDA both run
+    under bf16 autocast. Random data is enough: no op here has data-dependent cost.
+    """
+
+    def __init__(self, model: nn.Module, batch: int, img_size: int, settings: RunSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.x = make_input(batch, img_size, settings)
+        self.y = torch.randint(0, NUM_CLASSES, (batch,), device=settings.device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+
+    def train_step(self) -> None:
+        self.model.train()
+        with autocast(self.settings.device):
+            logits = self.model(self.x)
+        loss = F.cross_entropy(logits.float(), self.y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def infer_step(self) -> None:
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.settings.device):
+            self.model(self.x)

@@ -1,0 +1,41 @@
+"""`maxvit summary`: the layer table of a model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="print a model's Keras-style layer table (output shapes, parameter counts)",
+        description="Print a Keras-style layer table. BatchNorm running mean/variance are counted "
+        "as non-trainable parameters, as Keras does, so maxvit_seed's totals compare with the "
+        "recorded reproduction.",
+    )
+    p.add_argument("--model", default="maxvit_seed", help="registered model name")
+    p.add_argument("--img-size", type=int, default=None, help="input side (model default)")
+    p.add_argument("--num-classes", type=int, default=200)
+    p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.set_defaults(func=_summary)
+    p = sub.add_parser("models", help="list the registered models")
+    p.set_defaults(func=_list)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from maxvit.models import create_model, default_img_size
+    from maxvit.models.summary import format_csv, format_table, summarize
+
+    size = args.img_size or default_img_size(args.model)
+    model = create_model(args.model, num_classes=args.num_classes, img_size=size)
+    rows = summarize(model, size)
+    print(format_csv(rows) if args.format == "csv" else format_table(rows))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from maxvit.models import default_img_size, list_models
+
+    for name in list_models():
+        print(f"{name}\t{default_img_size(name)}")
+    return 0

@@ -1,0 +1,1 @@
+"""Shared fixtures. Paths and markers live in tests/helpers.py."""
