@@ -13,7 +13,6 @@ import torch
 from maxvit.errors import UserError
 from maxvit.models import VARIANTS, create_model
 from maxvit.models.summary import format_csv, summarize
-
 from tests.helpers import SEED_CSV
 
 # The recorded Keras summary (shared/reference/seed_architecture.csv), held here so the test
@@ -68,7 +67,9 @@ def test_seed_summary_csv_equals_reference_file(seed_rows):
 def test_summary_cli_prints_totals():
     out = subprocess.run(
         [sys.executable, "-m", "maxvit", "summary", "--model", "maxvit_seed"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "Total params: 33,067,056" in out
     assert "Trainable params: 33,025,840" in out

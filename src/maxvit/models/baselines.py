@@ -15,10 +15,11 @@ Sizes:
   (stages C-C-T-T, widths 96-768, depths 2-3-5-2); its relative-position tables are sized
   for the given ``img_size`` (a multiple of 32).
 * ``vit_nano`` / ``coatnet_nano``: small versions for CPU work at 64x64, sized to match
-  ``maxvit_nano`` (3.35 M parameters at 64x64) in *parameter count*, within 25 % (checked by
+  ``maxvit_nano`` (2.61 M parameters at 64x64) in *parameter count*, within 25 % (checked by
   ``tests/models/test_baselines.py``). ``vit_nano`` keeps the 12 blocks of the speed claim
-  and MaxViT's head size 32 at width 160 (3.79 M, +13 %); ``coatnet_nano`` keeps CoAtNet-0's
-  block types and depths (2-3-5-2) at maxvit_nano's widths 32-256 (2.77 M, -17 %).
+  and MaxViT's head size 32 at width 128, 4 heads (2.44 M, -7 %); ``coatnet_nano`` is
+  CoAtNet-0 (same block types and depths 2-3-5-2) at a third of its widths, 32-256
+  (2.77 M, +6 %). Their FLOPs differ more (see docs/benchmarks.md).
 
 Overrides are passed to timm; ``drop_path`` (the name MaxViT's config and the training presets
 use) is translated to timm's ``drop_path_rate``.
@@ -73,11 +74,11 @@ def _timm_vit(timm_name: str) -> Callable[..., nn.Module]:
 
 
 def _vit_nano(num_classes: int, img_size: int, **overrides: Any) -> nn.Module:
-    """A 12-block ViT, 160 wide (5 heads of 32): maxvit_nano's parameter count, +13 %."""
+    """A 12-block ViT, 128 wide (4 heads of 32): maxvit_nano's parameter count, -7 %."""
     from timm.models.vision_transformer import VisionTransformer
 
     kwargs: dict[str, Any] = dict(
-        embed_dim=160, depth=12, num_heads=5, mlp_ratio=4.0, patch_size=_vit_patch(img_size)
+        embed_dim=128, depth=12, num_heads=4, mlp_ratio=4.0, patch_size=_vit_patch(img_size)
     )
     kwargs.update(_timm_kwargs(overrides))
     return VisionTransformer(img_size=img_size, num_classes=num_classes, **kwargs)
@@ -97,7 +98,7 @@ def _coatnet_0(num_classes: int, img_size: int, **overrides: Any) -> nn.Module:
 
 
 def _coatnet_nano(num_classes: int, img_size: int, **overrides: Any) -> nn.Module:
-    """CoAtNet-0's blocks and depths (C-C-T-T, 2-3-5-2) at maxvit_nano's widths 32-256."""
+    """CoAtNet-0 (C-C-T-T, depths 2-3-5-2) at a third of its widths: 32-64-128-256."""
     from timm.models.maxxvit import MaxxVit, MaxxVitCfg
 
     cfg = MaxxVitCfg(
@@ -125,9 +126,11 @@ BASELINES: dict[str, Baseline] = {
         _coatnet_0, 224, "CoAtNet-0 (timm coatnet_0_224, paper config): C-C-T-T, 96-768 wide"
     ),
     "vit_nano": Baseline(
-        _vit_nano, 64, "CPU-sized ViT (timm): 12 blocks, width 160, 5 heads; maxvit_nano's params"
+        _vit_nano, 64, "CPU-sized ViT (timm): 12 blocks, width 128, 4 heads; maxvit_nano's params"
     ),
     "coatnet_nano": Baseline(
-        _coatnet_nano, 64, "CPU-sized CoAtNet (timm MaxxVit): C-C-T-T, 32-256 wide, depths 2-3-5-2"
+        _coatnet_nano,
+        64,
+        "CPU-sized CoAtNet (timm MaxxVit): CoAtNet-0 at 1/3 width (32-256); maxvit_nano's params",
     ),
 }

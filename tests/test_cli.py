@@ -1,0 +1,51 @@
+"""The `maxvit` command line: help for every subcommand, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from maxvit.cli import build_parser, main
+
+
+def _subcommands(parser) -> dict:
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            return dict(action.choices)
+    return {}
+
+
+def test_help_lists_subcommands():
+    out = subprocess.run(
+        [sys.executable, "-m", "maxvit", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in _subcommands(build_parser()):
+        assert name in out
+    assert "summary" in out
+
+
+def _paths(parser, path=()):
+    """Every command path: (), ("data",), ("data", "prepare"), ..."""
+    yield path
+    for name, sub in _subcommands(parser).items():
+        yield from _paths(sub, (*path, name))
+
+
+def test_every_subcommand_has_help(capsys):
+    root = build_parser()
+    paths = list(_paths(root))
+    assert len(paths) > 5
+    for path in paths:
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([*path, "--help"])
+        assert exc.value.code == 0, path
+        assert capsys.readouterr().out.startswith("usage:"), path
+
+
+def test_user_error_is_one_line_and_exit_2(capsys):
+    assert main(["summary", "--model", "no_such_model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'no_such_model'")
+    assert err.count("\n") == 1
