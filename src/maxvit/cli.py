@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from maxvit.bench import cli as bench_cli
     from maxvit.data import cli as data_cli
     from maxvit.models import cli as models_cli
+    from maxvit.repro import cli as repro_cli
     from maxvit.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"maxvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for area in (data_cli, models_cli, train_cli, bench_cli):
+    for area in (data_cli, models_cli, train_cli, bench_cli, repro_cli):
         area.register(sub)
     return parser
 
