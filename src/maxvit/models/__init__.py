@@ -1,6 +1,25 @@
-"""Models: MaxViT (seed and paper variants) and timm-built baselines, behind one registry."""
+"""Models: MaxViT (seed and paper variants) and timm-built baselines, behind one registry.
 
-from maxvit.models.model import MaxVit, MaxVitConfig
-from maxvit.models.variants import VARIANTS, create_model, default_img_size, list_models
+Names are imported lazily so that `maxvit --help` does not pay for importing torch and timm.
+"""
 
-__all__ = ["VARIANTS", "MaxVit", "MaxVitConfig", "create_model", "default_img_size", "list_models"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MaxVit": "maxvit.models.model",
+    "MaxVitConfig": "maxvit.models.model",
+    "VARIANTS": "maxvit.models.variants",
+    "create_model": "maxvit.models.variants",
+    "default_img_size": "maxvit.models.variants",
+    "list_models": "maxvit.models.variants",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'maxvit.models' has no attribute {name!r}")

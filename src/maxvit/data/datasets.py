@@ -1,0 +1,164 @@
+"""Datasets: prepared Tiny ImageNet (memory-mapped arrays) and a generic class-per-folder tree.
+
+Both return uint8 (3, H, W) tensors and integer labels, and both offer ``fetch(indices)`` for the
+batch-at-a-time training loader, so they share the same transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maxvit.data.prepare import MANIFEST, SPLITS, natural_key, read_manifest
+from maxvit.errors import UserError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+FOLDER_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp", ".bmp", ".gif")
+
+
+def class_names(root: str | Path) -> list[str]:
+    """Human-readable class names of a prepared folder (words.txt), in class order."""
+    return (Path(root) / "class_names.txt").read_text().splitlines()
+
+
+class TinyImageNet(torch.utils.data.Dataset):
+    """One split ("train", "val", "test") of a prepared Tiny ImageNet folder.
+
+    Images are memory-mapped, so opening is instant and workers share the page cache.
+    ``dataset[i]`` is (uint8 (3, 64, 64) tensor, label); the test split's labels are -1.
+    `transform`, if given, is applied to the image tensor.
+    """
+
+    native_size = 64  # every image has this size, so batches need no per-image resize
+
+    def __init__(self, root: str | Path, split: str, transform: Transform | None = None) -> None:
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        manifest = read_manifest(self.root)
+        self.num_classes: int = manifest["classes"]
+        self.classes = (self.root / "wnids.txt").read_text().split()
+        self.class_names = class_names(self.root)
+        self.labels = np.load(self.root / f"{split}_labels.npy")
+        self._images: np.ndarray | None = None
+
+    @property
+    def images(self) -> np.ndarray:
+        """(N, 64, 64, 3) uint8, memory-mapped (opened lazily, so pickling stays cheap)."""
+        if self._images is None:
+            self._images = np.load(self.root / f"{self.split}_images.npy", mmap_mode="r")
+        return self._images
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_images": None}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index].transpose(2, 0, 1)))
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+    def fetch(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Images `indices` as one uint8 (B, 3, 64, 64) tensor (no transform)."""
+        rows = self.images[np.asarray(indices, dtype=np.int64)]
+        return torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """A class-per-folder image tree (ImageNet-1K style): ``root/<class>/<image>``.
+
+    Classes are the sorted sub-folder names (or `classes`, e.g. those of the train split, so that
+    the labels of every split agree). Images are decoded with PIL and converted to RGB
+    (grayscale and CMYK included). (torchvision.io's decoders are deprecated as of 0.29.)
+    ``dataset[i]`` is (uint8 (3, H, W) tensor, label); `transform` is applied to the tensor.
+    """
+
+    native_size = None  # images come in any size
+
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Transform | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.transform = transform
+        if not self.root.is_dir():
+            raise UserError(f"{self.root} is not a folder of class folders")
+        found = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.classes = list(classes) if classes is not None else found
+        unknown = sorted(set(found) - set(self.classes))
+        if unknown:
+            raise UserError(f"{self.root}/{unknown[0]} is not one of the training classes")
+        if not self.classes:
+            raise UserError(f"{self.root} has no class folders")
+        self.class_names = list(self.classes)
+        self.num_classes = len(self.classes)
+        self.files: list[Path] = []
+        labels: list[int] = []
+        for label, name in enumerate(self.classes):
+            files = sorted(
+                (p for p in (self.root / name).rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES),
+                key=lambda p: natural_key(p.as_posix()),
+            )
+            self.files += files
+            labels += [label] * len(files)
+        if not self.files:
+            raise UserError(f"{self.root} has no images")
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode image `index` to uint8 RGB (3, H, W)."""
+        from PIL import Image
+
+        path = self.files[index]
+        try:
+            with Image.open(path) as img:
+                rgb = np.asarray(img.convert("RGB"))
+        except OSError as exc:
+            raise UserError(f"cannot decode {path}: {exc}") from None
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+    def fetch(self, indices: Sequence[int] | np.ndarray) -> list[torch.Tensor]:
+        """Images `indices` as a list of uint8 (3, H, W) tensors of their own sizes."""
+        return [self.load(int(i)) for i in indices]
+
+
+def is_folder_tree(root: Path) -> bool:
+    """ImageNet-style tree: ``root/train/<class>/...`` without Tiny ImageNet's wnids.txt."""
+    return (root / "train").is_dir() and not (root / "wnids.txt").exists()
+
+
+def open_split(
+    root: str | Path, split: str, transform: Transform | None = None
+) -> TinyImageNet | ImageFolderDataset:
+    """The dataset of `split` under `root`: a prepared Tiny ImageNet folder, a class-per-folder
+    tree (``root/<split>/<class>/...``), or an official archive/folder (prepared on first use)."""
+    root = Path(root).expanduser()
+    if (root / MANIFEST).exists():
+        return TinyImageNet(root, split, transform)
+    if root.is_dir() and is_folder_tree(root):
+        if not (root / split).is_dir():
+            raise UserError(f"{root} has no {split}/ folder")
+        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        return ImageFolderDataset(root / split, transform, classes)
+    from maxvit.data.prepare import ensure_prepared
+
+    return TinyImageNet(ensure_prepared(root), split, transform)

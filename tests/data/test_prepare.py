@@ -1,0 +1,298 @@
+"""Preparing the official archive: validation, conversion, atomic output, verify, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maxvit.data import prepare as prep
+from maxvit.data.prepare import ensure_prepared, prepare, verify
+from maxvit.data.synthetic import make_synthetic_archive
+from maxvit.errors import UserError
+from tests.data.util import run_cli
+
+
+@pytest.fixture(scope="module")
+def prepared_synthetic(synthetic_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare(synthetic_archive, tmp_path_factory.mktemp("p") / "prepared", quiet=True)
+
+
+def small(tmp_path: Path, **defects) -> Path:
+    """A 4-class archive (with the given defects) for the validation cases."""
+    return make_synthetic_archive(tmp_path / "small.zip", num_classes=4, **defects)
+
+
+def test_prepared_arrays_match_the_archive(synthetic_archive, prepared_synthetic):
+    manifest = verify(prepared_synthetic)
+    assert manifest["classes"] == 200
+    assert {s: manifest["splits"][s]["count"] for s in ("train", "val", "test")} == {
+        "train": 400,
+        "val": 200,
+        "test": 4,
+    }
+    images = np.load(prepared_synthetic / "train_images.npy")
+    labels = np.load(prepared_synthetic / "train_labels.npy")
+    assert images.shape == (400, 64, 64, 3) and images.dtype == np.uint8
+    assert labels.dtype == np.int64 and list(labels[:4]) == [0, 0, 1, 1]
+    names = (prepared_synthetic / "train_files.txt").read_text().splitlines()
+    wnids = (prepared_synthetic / "wnids.txt").read_text().split()
+    assert names[2] == f"train/{wnids[1]}/images/{wnids[1]}_0.JPEG"
+    # row 2 is the decoded image of that file (a JPEG decodes the same way every time)
+    from PIL import Image
+
+    with zipfile.ZipFile(synthetic_archive) as zf, zf.open("tiny-imagenet-200/" + names[2]) as f:
+        expected = np.asarray(Image.open(f).convert("RGB"))
+    np.testing.assert_array_equal(images[2], expected)
+    assert (prepared_synthetic / "class_names.txt").read_text().splitlines()[1] == (
+        "thing 1, synthetic class 1"
+    )
+    assert list(np.load(prepared_synthetic / "test_labels.npy")) == [-1] * 4
+    val_labels = np.load(prepared_synthetic / "val_labels.npy")
+    assert sorted(val_labels) == list(range(200))
+
+
+def test_grayscale_cmyk_and_odd_sizes_become_64x64_rgb(synthetic_archive, prepared_synthetic):
+    with zipfile.ZipFile(synthetic_archive) as zf:
+        from PIL import Image
+
+        modes = {Image.open(zf.open(n)).mode for n in zf.namelist() if n.endswith(".JPEG")}
+    assert {"L", "CMYK", "RGB"} <= modes
+    manifest = json.loads((prepared_synthetic / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["resized"] == ["test/images/test_0.JPEG"]
+    images = np.load(prepared_synthetic / "train_images.npy")
+    files = (prepared_synthetic / "train_files.txt").read_text().splitlines()
+    gray_rows = [i for i, n in enumerate(files) if _mode(synthetic_archive, n) == "L"]
+    assert gray_rows, "the synthetic archive has grayscale train images"
+    gray = images[gray_rows[0]]
+    assert gray.shape == (64, 64, 3)
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 1])  # replicated channels
+
+
+def _mode(archive: Path, name: str) -> str:
+    from PIL import Image
+
+    with zipfile.ZipFile(archive) as zf:
+        return Image.open(zf.open("tiny-imagenet-200/" + name)).mode
+
+
+def test_unpacked_folder_gives_the_same_arrays(synthetic_archive, prepared_synthetic, tmp_path):
+    with zipfile.ZipFile(synthetic_archive) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    out = prepare(tmp_path / "unpacked", tmp_path / "from-dir", quiet=True)
+    for name in ("train_images.npy", "val_labels.npy", "test_images.npy", "wnids.txt"):
+        assert (out / name).read_bytes() == (prepared_synthetic / name).read_bytes()
+
+
+def test_threads_give_the_same_result(tmp_path, monkeypatch):
+    archive = small(tmp_path, train_per_class=20)
+    one = prepare(archive, tmp_path / "one", expected_classes=4, workers=1, quiet=True)
+    monkeypatch.setattr(prep, "_CHUNK", 7)
+    many = prepare(archive, tmp_path / "many", expected_classes=4, workers=3, quiet=True)
+    for name in ("train_images.npy", "train_labels.npy", "train_files.txt"):
+        assert (one / name).read_bytes() == (many / name).read_bytes()
+
+
+@pytest.mark.parametrize("entry", ["tiny-imagenet-200/../evil.txt", "/etc/evil.txt", "a/../../x"])
+def test_unsafe_archive_paths_are_refused(tmp_path, entry):
+    archive = small(tmp_path, unsafe_entry=entry)
+    assert any(
+        n.endswith("evil.txt") or n.endswith("x") for n in zipfile.ZipFile(archive).namelist()
+    )
+    with pytest.raises(UserError, match="unsafe path in archive"):
+        prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_jpeg_fails_with_its_name(tmp_path):
+    archive = small(tmp_path, corrupt=True)
+    with pytest.raises(UserError, match=r"corrupt image train/n10000001/images/n10000001_0\.JPEG"):
+        prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("out.tmp-*"))
+
+
+def test_corrupt_jpeg_is_skipped_and_counted_with_skip_bad(tmp_path):
+    archive = small(tmp_path, corrupt=True)
+    out = prepare(archive, tmp_path / "out", expected_classes=4, skip_bad=True, quiet=True)
+    manifest = verify(out)
+    assert manifest["splits"]["train"]["count"] == 7
+    assert [s["name"] for s in manifest["splits"]["train"]["skipped"]] == [
+        "train/n10000001/images/n10000001_0.JPEG"
+    ]
+    files = (out / "train_files.txt").read_text().splitlines()
+    assert "train/n10000001/images/n10000001_0.JPEG" not in files
+    assert list(np.load(out / "train_labels.npy")) == [0, 0, 1, 2, 2, 3, 3]
+
+
+def test_missing_val_image_is_reported(tmp_path):
+    archive = small(tmp_path, missing_val=True)
+    with pytest.raises(UserError, match=r"lists val_4\.JPEG but val/images/val_4\.JPEG is missing"):
+        prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+
+
+def test_wrong_class_count_and_missing_class_folder(tmp_path):
+    with pytest.raises(UserError, match="lists 4 classes, expected 200"):
+        prepare(small(tmp_path), tmp_path / "out", quiet=True)
+    archive = make_synthetic_archive(tmp_path / "m.zip", num_classes=4, missing_train_class=True)
+    with pytest.raises(UserError, match=r"no images in train/n10000003/images"):
+        prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+
+
+def test_not_an_archive(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="cannot read .* as a zip archive"):
+        prepare(tmp_path / "x.zip", tmp_path / "out", quiet=True)
+    with pytest.raises(UserError, match="does not exist"):
+        prepare(tmp_path / "missing.zip", tmp_path / "out", quiet=True)
+
+
+def test_interrupted_prepare_leaves_nothing_finished(tmp_path, monkeypatch):
+    archive = small(tmp_path)
+    calls = 0
+
+    def interrupt(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the val split, after train was written
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = prep.decode_into
+    monkeypatch.setattr(prep, "decode_into", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("out.tmp-*"))
+
+
+def test_killed_prepare_leaves_no_finished_dir_and_is_cleaned_up(tmp_path):
+    archive = small(tmp_path, train_per_class=400)
+    code = (
+        "import os, signal\n"
+        "from maxvit.data import prepare as p\n"
+        "real = p.decode_into\n"
+        "def die(*a):\n"
+        "    real(*a)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "p.decode_into = die\n"
+        f"p.prepare({str(archive)!r}, {str(tmp_path / 'out')!r}, expected_classes=4, quiet=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    leftovers = list(tmp_path.glob("out.tmp-*"))
+    assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="not a prepared data set"):
+        verify(leftovers[0])
+    prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)  # cleans the stale one
+    assert not list(tmp_path.glob("out.tmp-*"))
+
+
+def test_existing_output_needs_force(tmp_path):
+    archive = small(tmp_path)
+    out = prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
+    with pytest.raises(UserError, match="pass --force"):
+        prepare(archive, out, expected_classes=4, quiet=True)
+    (out / "marker").write_text("old")
+    prepare(archive, out, expected_classes=4, force=True, quiet=True)
+    assert not (out / "marker").exists()
+    verify(out)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("x")
+    with pytest.raises(UserError, match="not a prepared data set"):
+        prepare(archive, other, expected_classes=4, force=True, quiet=True)
+    assert (other / "precious.txt").exists()
+
+
+def test_verify_catches_a_corrupted_array(prepared_synthetic, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(prepared_synthetic, tmp_path / "copy"))
+    with open(copy / "val_images.npy", "r+b") as f:
+        f.seek(-100, os.SEEK_END)
+        f.write(b"\xff" * 10)
+    with pytest.raises(UserError, match="checksum mismatch for val_images.npy"):
+        verify(copy)
+    assert run_cli("verify", str(copy)) == 2
+    assert run_cli("verify", str(prepared_synthetic)) == 0
+
+
+def test_verify_catches_bad_labels_with_a_matching_checksum(prepared_synthetic, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(prepared_synthetic, tmp_path / "copy"))
+    labels = np.load(copy / "train_labels.npy")
+    labels[0] = 200
+    np.save(copy / "train_labels.npy", labels)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["train_labels.npy"]["sha256"] = prep.sha256_file(copy / "train_labels.npy")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="train labels outside 0..199"):
+        verify(copy)
+
+
+def test_ensure_prepared(synthetic_archive, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    archive = Path(shutil.copy(synthetic_archive, tmp_path / "tiny-imagenet-200.zip"))
+    out = ensure_prepared(archive)
+    assert out == tmp_path / "tiny-imagenet-200-prepared"
+    mtime = (out / "manifest.json").stat().st_mtime_ns
+    assert ensure_prepared(archive) == out  # reused
+    assert ensure_prepared(out) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == mtime
+    # a read-only folder: prepared in the cache instead
+    monkeypatch.setattr(prep, "_writable", lambda folder: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached = ensure_prepared(archive)
+    assert cached.parent == tmp_path / "cache" / "maxvit" and cached.name.endswith("-prepared")
+    with pytest.raises(UserError, match="maxvit data download.*maxvit data prepare"):
+        ensure_prepared(tmp_path / "nowhere.zip")
+
+
+def test_cli_prepare_verify_info(synthetic_archive, prepared_synthetic, tmp_path, capsys):
+    assert run_cli("prepare", "--source", str(synthetic_archive), "--out", str(tmp_path / "p")) == 0
+    assert run_cli("verify", str(tmp_path / "p")) == 0
+    assert "OK (200 classes" in capsys.readouterr().out
+    assert run_cli("prepare", "--source", str(synthetic_archive), "--out", str(tmp_path / "p")) == 2
+    assert "--force" in capsys.readouterr().err
+    assert run_cli("info", str(prepared_synthetic), "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["train"], info["val"], info["test"], info["classes"]) == (400, 200, 4, 200)
+    assert info["class_names"][3] == "thing 3, synthetic class 3"
+    assert run_cli("info", str(prepared_synthetic)) == 0
+    assert "200 classes" in capsys.readouterr().out
+    for flag in ([], ["--augmented"]):
+        png = tmp_path / f"grid{len(flag)}.png"
+        assert run_cli("info", str(prepared_synthetic), "--grid", str(png), *flag) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        from PIL import Image
+
+        assert min(Image.open(png).size) > 300
+    assert run_cli("info", str(tmp_path / "nothing")) == 2
+    assert "not a prepared data set" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_small_archive(tmp_path, capsys):
+    archive = small(tmp_path)
+    assert run_cli("prepare", "--source", str(archive), "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "expected 200" in err and err.count("\n") == 1
+
+
+def test_mini_archive_prepares(prepared_mini):
+    manifest = verify(prepared_mini)
+    assert manifest["classes"] == 200
+    counts = {s: manifest["splits"][s]["count"] for s in ("train", "val", "test")}
+    assert counts == {"train": 20000, "val": 1000, "test": 100}
+    labels = np.load(prepared_mini / "train_labels.npy")
+    assert np.bincount(labels).tolist() == [100] * 200
