@@ -1,4 +1,9 @@
-"""Placeholder: commands of this area are being written."""
+"""`maxvit bench ...`: model speed/memory/FLOPs, cost scaling with resolution, data pipeline.
+
+The command modules are imported when the parser is built (inside ``register``, not when this
+module is imported); they keep torch, timm and matplotlib imports inside their functions, so
+``maxvit --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +11,15 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    from maxvit.bench import data, model, scaling
+
+    bench = sub.add_parser("bench", help="benchmarks: model speed and cost, scaling, data")
+    cmds = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    for name, mod, text in (
+        ("model", model, "train/inference speed, peak memory, params, FLOPs of models"),
+        ("scaling", scaling, "FLOPs and time per image against resolution, with fitted slopes"),
+        ("data", data, "input pipeline throughput"),
+    ):
+        parser = cmds.add_parser(name, help=text, description=text)
+        mod.add_arguments(parser)
+        parser.set_defaults(func=mod.run)

@@ -128,10 +128,41 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
+def _proc_status_mb(field: str) -> float | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in MiB (None where there is no /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: ``5`` into /proc/self/clear_refs); False if unable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, MiB (falls back to the peak without /proc)."""
+    rss = _proc_status_mb("VmRSS")
+    return peak_rss_mb() if rss is None else rss
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, MiB (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size (since the last reset), MiB."""
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)  # macOS: bytes, Linux: KiB
 
 
 def count_params(model: nn.Module) -> int:
@@ -175,7 +206,8 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
@@ -194,7 +226,12 @@ class RunSettings:
 
 
 def prepare(model: nn.Module, settings: RunSettings) -> nn.Module:
-    """Move ``model`` to the device and memory format; compile it when asked."""
+    """Move ``model`` to the device and memory format; compile it when asked.
+
+    On CUDA, cuDNN autotuning is switched on (the warm-up rounds absorb its first-call cost).
+    """
+    if settings.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     model = model.to(settings.device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -64,15 +64,21 @@ def conv_backward_flops(
     return flops
 
 
-def attention_forward_flops(query_shape: list[int], key_shape: list[int], value_shape: list[int],
-                            *args: Any, **kwargs: Any) -> int:
+def attention_forward_flops(
+    query_shape: list[int], key_shape: list[int], value_shape: list[int], *args: Any, **kwargs: Any
+) -> int:
     """Fused attention forward: ``q @ k^T`` and ``p @ v``."""
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def attention_backward_flops(grad_out_shape: list[int], query_shape: list[int],
-                             key_shape: list[int], value_shape: list[int],
-                             *args: Any, **kwargs: Any) -> int:
+def attention_backward_flops(
+    grad_out_shape: list[int],
+    query_shape: list[int],
+    key_shape: list[int],
+    value_shape: list[int],
+    *args: Any,
+    **kwargs: Any,
+) -> int:
     """Fused attention backward: the four gradient matmuls (dP, dV, dQ, dK) = 2x forward."""
     return 2 * sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -96,8 +102,13 @@ def flop_counter(display: bool = False) -> FlopCounterMode:
 
 # Ops whose FLOPs are attention scores and their use (bmm: batched matmuls, which linear layers
 # do not use; the SDPA family: fused attention).
-_ATTENTION_OP_PREFIXES = ("aten.bmm", "aten.baddbmm", "aten._scaled_dot_product", "aten._flash_a",
-                          "aten._efficient_a")
+_ATTENTION_OP_PREFIXES = (
+    "aten.bmm",
+    "aten.baddbmm",
+    "aten._scaled_dot_product",
+    "aten._flash_a",
+    "aten._efficient_a",
+)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ state allocated) and prints one JSON line:
 
 * CUDA: ``torch.cuda.max_memory_allocated`` during inference and during training (weights,
   gradients, optimizer state and activations; allocator caching not included);
-* CPU: growth of the process's peak RSS over its value before the model was built (the
-  interpreter, torch and timm themselves are not included; ``rss_baseline_mb`` says how much
-  that was).
+* CPU: the process's peak RSS minus its RSS just before the model was built (the interpreter,
+  torch and timm are not included; ``rss_baseline_mb`` says how much they took). The peak is
+  reset first (Linux ``/proc/self/clear_refs``) so that transient peaks of importing torch do
+  not hide the model's; where that is impossible the lifetime peak is used.
 
 The model runs eagerly (no torch.compile), so the figure is the eager-mode peak.
 """
@@ -23,28 +24,34 @@ from typing import Any
 
 MEMORY_KIND = {
     "cuda": "CUDA max_memory_allocated, fresh process",
-    "cpu": "peak RSS growth over the pre-build RSS, fresh process",
+    "cpu": "peak RSS over the pre-build RSS, fresh process",
 }
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the probe in this process; ``spec`` holds name, img_size, batch, device, channels_last,
     threads."""
+    import timm  # noqa: F401  (imported before the baseline: libraries are not the model's)
     import torch
+    import torchvision  # noqa: F401
 
+    import maxvit.models  # noqa: F401
     from maxvit.bench.common import (
         RunSettings,
         apply_threads,
         build_model,
+        current_rss_mb,
         peak_rss_mb,
         prepare,
+        reset_peak_rss,
     )
     from maxvit.bench.workload import Workload
 
     apply_threads(spec["threads"])
     device = torch.device(spec["device"])
     settings = RunSettings(device=device, channels_last=spec["channels_last"], compile=False)
-    baseline = peak_rss_mb()
+    reset_peak_rss()
+    baseline = current_rss_mb()
     model = prepare(build_model(spec["name"], spec["img_size"]), settings)
     work = Workload(model, spec["batch"], spec["img_size"], settings)
     if device.type == "cuda":

@@ -1,9 +1,129 @@
-"""Placeholder: commands of this area are being written."""
+"""Commands of the training area: train, eval, predict, report, export."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+CHECKPOINT_HELP = "a run folder (its best checkpoint), a .safetensors or a .pt checkpoint"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "train",
+        help="train a model with a preset recipe (DDP under torchrun)",
+        description="Train with a preset (YAML in maxvit/configs) and --set overrides. "
+        "Run under `torchrun --nproc-per-node N -m maxvit train ...` for DDP.",
+    )
+    p.add_argument(
+        "--preset", default="seed", help="recipe: seed, paper, cpu-mini, smoke (default seed)"
+    )
+    p.add_argument(
+        "--data",
+        help="Tiny ImageNet archive, unpacked or prepared folder (default ./data, "
+        "downloaded there when absent)",
+    )
+    p.add_argument("--model", help="model name (shortcut for --set model=NAME)")
+    p.add_argument("--out", help="run folder (default runs/PRESET)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set epochs=10 --set aug.mixup_alpha=0.0 (repeatable)",
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1, top-5, loss as JSON")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument(
+        "--data", required=True, help="Tiny ImageNet archive, unpacked or prepared folder"
+    )
+    p.add_argument(
+        "--split",
+        choices=("val", "train"),
+        default="val",
+        help="val, or train for the clean (unaugmented) train accuracy",
+    )
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="top-5 classes of image files")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("report", help="write curves.png and summary.md of a run folder")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("export", help="export a checkpoint's model (ONNX)")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", help="output file (default: beside the weights, NAME.onnx)")
+    p.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from maxvit.train.config import apply_overrides, load_config, load_preset
+    from maxvit.train.trainer import DEFAULT_DATA, train
+
+    out = Path(args.out or f"runs/{args.preset}")
+    saved = out / "config.yaml"
+    if args.resume and saved.exists():
+        config = load_config(saved)  # the run's own recipe; --set/--data/--model still apply
+    else:
+        config = load_preset(args.preset)
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model={args.model}")
+    if args.data:
+        overrides.append(f"data={args.data}")
+    config = apply_overrides(config, overrides)
+    train(config, out, resume=args.resume, download=config.data == DEFAULT_DATA)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from maxvit.train.trainer import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.split,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from maxvit.train.predict import predict
+
+    for result in predict(args.checkpoint, args.images):
+        print(result["image"])
+        for entry in result["top"]:
+            print(f"  {entry['probability']:.4f}  {entry['class']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from maxvit.train.report import write_report
+
+    for path in write_report(args.run_dir):
+        print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from maxvit.train.export import export_onnx
+
+    print(export_onnx(args.checkpoint, args.out))
+    return 0
