@@ -1,0 +1,1 @@
+"""Benchmarks: model speed/memory/FLOPs (`model`), cost against resolution (`scaling`), data."""

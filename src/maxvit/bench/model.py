@@ -146,6 +146,8 @@ def validate(cfg: ModelBenchConfig) -> list[str]:
         raise UserError(f"--reference {cfg.reference!r} is not among the models: {models}")
     if cfg.compare_to and len(models) == len(cfg.compare_to):
         raise UserError("--compare-to names every model; nothing is left to compare")
+    if cfg.json_path is not None and cfg.json_path.is_dir():
+        raise UserError(f"--json {cfg.json_path} is a folder; give a file name")
     return models
 
 
@@ -154,6 +156,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     import torch
 
     from maxvit.bench.common import (
+        NUM_CLASSES,
         RunSettings,
         apply_threads,
         build_model,
@@ -254,7 +257,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             "channels_last": cfg.channels_last,
             "compile": cfg.compile,
             "statistic": cfg.statistic,
-            "num_classes": 200,
+            "num_classes": NUM_CLASSES,
         },
         "environment": environment(device),
         "results": [results[n] for n in models],
