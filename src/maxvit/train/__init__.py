@@ -22,7 +22,16 @@ _EXPORTS = {
     "evaluate_checkpoint": "maxvit.train.trainer",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "TrainConfig",
+    "apply_overrides",
+    "evaluate",
+    "evaluate_checkpoint",
+    "list_presets",
+    "load_config",
+    "load_preset",
+    "train",
+]
 
 if TYPE_CHECKING:
     from maxvit.train.config import (

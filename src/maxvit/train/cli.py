@@ -51,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="val, or train for the clean (unaugmented) train accuracy",
     )
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="loader processes (default 0: prepared images need no decoding)",
+    )
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="top-5 classes of image files")
