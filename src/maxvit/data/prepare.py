@@ -593,7 +593,9 @@ def _cache_root() -> Path:
 
 
 def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
+    """Writable for us and not marked read-only: root passes `os.access` on any folder, so a
+    folder without any write permission bit (a read-only data share) also counts as read-only."""
+    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
 
 
 def prepared_location(source: Path) -> Path:

@@ -1,0 +1,202 @@
+"""The one training configuration: a dataclass, YAML presets that set its fields, `--set` overrides.
+
+A preset is a YAML file in ``maxvit/configs/`` (shipped with the package) whose keys are
+`TrainConfig` fields; ``aug`` is a nested mapping of `maxvit.data.AugmentConfig` fields. Unset
+fields keep the dataclass defaults, which are the recorded recipe (the ``seed`` preset).
+Overrides use dotted keys (``aug.mixup_alpha=0.0``) and YAML values (``img_size=null``).
+Unknown keys, presets or ill-typed values raise `UserError` naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maxvit.data import AugmentConfig
+from maxvit.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.yaml`` in the run folder)."""
+
+    model: str = "maxvit_seed"  # name for maxvit.models.create_model
+    img_size: int | None = None  # input side for training and evaluation; None = model default
+    drop_path: float = 0.0  # stochastic depth rate of the last block (model option drop_path)
+    data: str = "data"  # Tiny ImageNet archive, unpacked or prepared folder (default: ./data)
+    epochs: int = 40  # epochs; with the four-pass epoch one epoch is 4 passes over train
+    steps_per_epoch: int = 0  # cap on optimizer steps per epoch (0 = the loader's full epoch)
+    batch_size: int = 128  # global batch per optimizer step (all ranks x accumulation)
+    accum_steps: int = 1  # micro-batches accumulated per optimizer step
+    lr: float = 5e-4  # peak learning rate (AdamW)
+    min_lr: float = 0.0  # learning rate at the end of the cosine decay
+    warmup_epochs: float = 0.0  # linear warmup from 0 to lr (fractional epochs allowed)
+    weight_decay: float = 0.05  # AdamW decoupled weight decay
+    decay_norm_bias: bool = True  # also decay 1-d params (norms, biases), as Keras AdamW does
+    clip_grad: float = 0.0  # clip the global gradient norm to this value (0 = off)
+    ema_decay: float = 0.0  # EMA of the weights (0 = off); when on, the EMA is evaluated and saved
+    aug: AugmentConfig = field(default_factory=AugmentConfig)  # augmentation, passes, smoothing
+    seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
+    num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
+    compile: bool = False  # torch.compile the model (pays off on long GPU runs)
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA DDP only)
+    ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "accum_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        nonneg = ("steps_per_epoch", "lr", "min_lr", "warmup_epochs", "weight_decay")
+        nonneg += ("clip_grad", "num_workers", "ckpt_every_steps", "drop_path")
+        for name in nonneg:
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.batch_size % self.accum_steps:
+            raise UserError(
+                f"batch_size {self.batch_size} is not divisible by accum_steps {self.accum_steps}"
+            )
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (YAML files in ``maxvit/configs``)."""
+    folder = resources.files("maxvit") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> TrainConfig:
+    """The `TrainConfig` of a shipped preset; UserError listing the presets if unknown."""
+    names = list_presets()
+    if name not in names:
+        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(names)}")
+    text = (resources.files("maxvit") / "configs" / f"{name}.yaml").read_text()
+    return config_from_dict(yaml.safe_load(text) or {}, source=f"preset {name}")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a ``config.yaml`` written by `save_config`."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return config_from_dict(data, source=str(path))
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the config as YAML (every field, so a run is reproducible from its folder)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(config_to_yaml(config))
+    tmp.replace(path)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """YAML text of every field; tuples become lists."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a TrainConfig from a (possibly partial) mapping, checking names and types."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of TrainConfig fields")
+    items = []
+    for key, value in data.items():
+        if key == "aug" and isinstance(value, dict):
+            items += [(f"aug.{sub}", subvalue) for sub, subvalue in value.items()]
+        else:
+            items.append((key, value))
+    return _build(TrainConfig(), items)
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings (dotted keys for ``aug``; values parsed as YAML)."""
+    items = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: cannot parse value {text!r}: {exc}") from None
+        items.append((key.strip(), value))
+    return _build(config, items)
+
+
+def valid_keys() -> list[str]:
+    """Every key that presets and ``--set`` accept."""
+    keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "aug"]
+    return keys + [f"aug.{f.name}" for f in dataclasses.fields(AugmentConfig)]
+
+
+def _build(config: TrainConfig, items: list[tuple[str, Any]]) -> TrainConfig:
+    """Replace fields of `config` by (dotted key, value) pairs; validation runs once, at the end."""
+    top_hints = typing.get_type_hints(TrainConfig)
+    aug_hints = typing.get_type_hints(AugmentConfig)
+    top: dict[str, Any] = {}
+    aug: dict[str, Any] = {}
+    for key, value in items:
+        head, _, rest = key.partition(".")
+        if head == "aug" and rest in aug_hints:
+            aug[rest] = _coerce(value, aug_hints[rest], key)
+        elif key in top_hints and key != "aug":
+            top[key] = _coerce(value, top_hints[key], key)
+        else:
+            raise _unknown(key)
+    if aug:
+        top["aug"] = dataclasses.replace(config.aug, **aug)
+    return dataclasses.replace(config, **top)
+
+
+def _unknown(key: str) -> UserError:
+    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())}")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against a field's type hint, converting int->float and list->tuple."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except UserError:
+                pass
+        raise UserError(f"{key}: expected {hint}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise UserError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise UserError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,617 @@
+"""The training loop: `train(config, out_dir)` and `evaluate(...)`, single process or DDP.
+
+Design decisions (see docs/training.md):
+
+* Every random draw of a step (augmentation, stochastic depth) comes from generators seeded
+  with (seed, micro-batch number, rank), and the loader is a pure function of (seed, epoch,
+  batch). So the state to resume exactly is just the step counters, weights, optimizer, LR
+  scheduler and EMA, and a resumed run equals an uninterrupted one bit for bit on the CPU.
+* `batch_size` is the global batch of one optimizer step: each of N ranks loads
+  batch_size / (N * accum_steps) per micro-batch, so runs with different process counts or
+  accumulation follow the same schedule.
+* Train loss and accuracy are measured on the augmented stream against the soft targets
+  (accuracy = argmax of logits vs argmax of target), as recorded; they are summed over ranks
+  every micro-batch, which also makes every rank see a non-finite loss at the same step.
+* bf16 autocast and channels_last on CUDA only (fp32 is faster on CPUs without bf16 units).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from maxvit.errors import UserError
+from maxvit.train import checkpoint as ckpt
+from maxvit.train import distributed
+from maxvit.train.config import TrainConfig, load_config, save_config
+
+DEFAULT_DATA = "data"
+OFFICIAL_NAME = "tiny-imagenet-200"
+LOG_INTERVAL_S = 30.0  # plain progress lines (no terminal) at most this often
+TB_EVERY_STEPS = 50  # TensorBoard step scalars every this many optimizer steps
+
+
+@dataclass
+class Progress:
+    """Where the run stands; saved in every checkpoint (primitives only)."""
+
+    epoch: int = 0  # current epoch, 0-based (== epochs when the run is complete)
+    step_in_epoch: int = 0  # optimizer steps done in the current epoch
+    step: int = 0  # optimizer steps done in total
+    loss_sum: float = 0.0  # sum of per-sample train loss this epoch (all ranks)
+    correct: float = 0.0  # correct augmented-stream predictions this epoch (all ranks)
+    seen: float = 0.0  # samples trained on this epoch (all ranks)
+    train_seconds: float = 0.0  # time spent in training steps this epoch
+    best_top1: float = -1.0  # best val top-1 so far (percent)
+    best_epoch: int = 0  # epoch (1-based) of best_top1
+
+
+class NonFiniteLoss(UserError):
+    """The training loss became NaN or infinite; the run stops keeping the last good checkpoint."""
+
+
+def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft (mixed, smoothed) targets, averaged over the batch."""
+    return torch.sum(-targets * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def lr_factor(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
+    """LR multiplier at optimizer step `step`: linear warmup, then cosine to `min_ratio`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def derive_seed(*values: int) -> int:
+    """A well-mixed 63-bit seed from integers (e.g. seed, step, rank)."""
+    state = np.random.SeedSequence(list(values)).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Data location
+
+
+def find_data(data: str | Path, *, download: bool = False) -> Path:
+    """The prepared Tiny ImageNet folder for `data`, preparing (and downloading) on first use.
+
+    `data` is a prepared folder, the official zip, an unpacked copy, or a folder holding one
+    of these as ``tiny-imagenet-200-prepared``, ``tiny-imagenet-200.zip`` or
+    ``tiny-imagenet-200/`` (the layout `maxvit data download` leaves in ``data/``). With
+    `download`, a missing archive is fetched into that folder first.
+    """
+    from maxvit.data import ensure_prepared
+
+    path = Path(data).expanduser()
+    if path.is_dir() and not _is_dataset(path):
+        for name in (f"{OFFICIAL_NAME}-prepared", f"{OFFICIAL_NAME}.zip", OFFICIAL_NAME):
+            if (path / name).exists():
+                path = path / name
+                break
+    if download and not _is_dataset(path) and not path.is_file():
+        from maxvit.data.download import download as fetch
+
+        try:
+            path = fetch(root=path)
+        except UserError as exc:
+            raise UserError(
+                f"cannot download Tiny ImageNet ({exc}); pass a local copy with --data PATH "
+                "(make train DATA=PATH)"
+            ) from None
+    return ensure_prepared(path)
+
+
+def _is_dataset(path: Path) -> bool:
+    """A prepared folder or an unpacked official copy (not a folder that holds one)."""
+    from maxvit.data.prepare import MANIFEST
+
+    return (path / "wnids.txt").exists() or (path / MANIFEST).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    root: str | Path,
+    split: str = "val",
+    *,
+    img_size: int,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    ctx: distributed.DistContext | None = None,
+) -> dict[str, float]:
+    """Top-1 / top-5 accuracy (percent) and mean cross-entropy of `model` on a split.
+
+    No augmentation: images are resized to `img_size` and normalised (the recorded test
+    transform), so ``split="train"`` gives the clean train accuracy. Under DDP each rank
+    evaluates its shard and the sums are combined, so every rank gets the full-set result.
+    """
+    from maxvit.data import EvalTransform, build_eval_loader
+
+    device = torch.device(device)
+    rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
+    loader = build_eval_loader(
+        root, split, batch_size=batch_size, num_workers=num_workers, rank=rank, world_size=world
+    )
+    transform = EvalTransform(img_size).to(device)
+    was_training = model.training
+    model.eval()
+    loss_sum = top1 = top5 = n = 0.0
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if labels.min() < 0:
+            raise UserError(f"the {split} split has no labels; evaluate on val or train")
+        x = _to_model_layout(transform(images), device)
+        with _autocast(device):
+            logits = model(x).float()
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == labels[:, None]
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        n += labels.numel()
+    model.train(was_training)
+    if ctx is not None:
+        loss_sum, top1, top5, n = ctx.sum([loss_sum, top1, top5, n])
+    if n == 0:
+        raise UserError(f"the {split} split is empty")
+    return {"top1": 100 * top1 / n, "top5": 100 * top5 / n, "loss": loss_sum / n, "n": int(n)}
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "val",
+    *,
+    batch_size: int = 128,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`."""
+    ctx = distributed.setup()
+    try:
+        root = find_data(data)
+        model, info = ckpt.load_model(checkpoint, ctx.device)
+        model = _to_model_layout(model, ctx.device)
+        result = evaluate(
+            model,
+            root,
+            split,
+            img_size=info.img_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=ctx.device,
+            ctx=ctx,
+        )
+        return {"checkpoint": str(info.path), "model": info.model, "split": split, **result}
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_model_layout(x: Any, device: torch.device) -> Any:
+    """channels_last (model or batch) on CUDA, where it speeds up convolutions; on the CPU
+    the gain measured here was small or negative for the small models, so it stays as is."""
+    return x.to(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, download: bool = False
+) -> Path:
+    """Train `config` into the run folder `out_dir` and return it.
+
+    With `resume`, continue from ``out_dir/checkpoints/last.pt`` exactly where it stopped
+    (mid-epoch included); without a checkpoint there, start a new run. `download` allows
+    fetching the official archive when `config.data` holds none. Under torchrun this runs
+    DDP; rank 0 writes every file.
+    """
+    ctx = distributed.setup()
+    try:
+        return _Run(config, Path(out_dir), ctx).run(resume=resume, download=download)
+    finally:
+        distributed.cleanup(ctx)
+
+
+class _Run:
+    """One training run: builds everything from the config, then loops over epochs."""
+
+    def __init__(self, config: TrainConfig, out: Path, ctx: distributed.DistContext) -> None:
+        self.cfg = config
+        self.out = out
+        self.ckpt_dir = out / "checkpoints"
+        self.ctx = ctx
+        self.device = ctx.device
+        self.progress = Progress()
+
+    # ---- setup -------------------------------------------------------------------------
+    def run(self, *, resume: bool, download: bool) -> Path:
+        cfg, ctx = self.cfg, self.ctx
+        state = self._read_state(resume)
+        self.root = self._data_root(download)
+        if ctx.is_main:  # only now that the data is there: a failed start leaves no folder
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        self._build_model()
+        self._build_data()
+        self._build_optimizer()
+        if state is not None:
+            self._load_state(state)
+        self._open_logs(resumed=state is not None)
+        if ctx.is_main:
+            self._say(
+                f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} "
+                f"(x{ctx.world_size}), {self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, "
+                f"batch {cfg.batch_size} = {ctx.world_size} rank(s) x {cfg.accum_steps} x "
+                f"{self.micro_batch}"
+                + (
+                    f"; resuming at epoch {self.progress.epoch + 1} step {self.progress.step}"
+                    if state
+                    else ""
+                )
+            )
+        try:
+            while self.progress.epoch < cfg.epochs:
+                self._train_epoch()
+        finally:
+            if self.tb is not None:
+                self.tb.close()
+        if ctx.is_main:
+            from maxvit.train.report import write_report
+
+            write_report(self.out)
+            self._say(
+                f"done: best val top-1 {self.progress.best_top1:.2f}% (epoch "
+                f"{self.progress.best_epoch}); run folder {self.out}"
+            )
+        return self.out
+
+    def _read_state(self, resume: bool) -> dict | None:
+        """The checkpoint to resume from, if any; refuses to overwrite a run without resume."""
+        last = self.ckpt_dir / "last.pt"
+        if last.exists() and not resume:
+            raise UserError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        state = None
+        if resume and last.exists():
+            state = ckpt.load_state(last)
+            saved = self.out / "config.yaml"
+            if saved.exists() and load_config(saved) != self.cfg and self.ctx.is_main:
+                self._say(f"note: resuming with a config that differs from {saved}")
+        elif resume and self.ctx.is_main:
+            self._say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
+        return state
+
+    def _data_root(self, download: bool) -> Path:
+        """Local rank 0 of each node prepares (and maybe downloads) first; the others reuse."""
+        from maxvit.data import class_names
+
+        if self.ctx.local_rank == 0:
+            root = find_data(self.cfg.data, download=download)
+        self.ctx.barrier()
+        if self.ctx.local_rank != 0:
+            root = find_data(self.cfg.data)
+        self.class_names = class_names(root)
+        return root
+
+    def _build_model(self) -> None:
+        from maxvit.models import create_model, default_img_size
+
+        cfg = self.cfg
+        self.img_size = cfg.img_size or default_img_size(cfg.model)
+        torch.manual_seed(cfg.seed)
+        overrides = {"drop_path": cfg.drop_path} if cfg.drop_path else {}
+        model = create_model(
+            cfg.model, num_classes=len(self.class_names), img_size=self.img_size, **overrides
+        )
+        if cfg.sync_bn:
+            if self.device.type != "cuda" or not self.ctx.distributed:
+                raise UserError("sync_bn needs CUDA and more than one process (torchrun)")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = _to_model_layout(model.to(self.device), self.device)
+        self.ema = None
+        if cfg.ema_decay:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay)
+        net: nn.Module = self.model
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        self.net = torch.compile(net) if cfg.compile else net
+
+    def _build_data(self) -> None:
+        from maxvit.data import BatchAugment, build_train_loader
+
+        cfg, ctx = self.cfg, self.ctx
+        per_step = ctx.world_size * cfg.accum_steps
+        if cfg.batch_size % per_step:
+            raise UserError(
+                f"batch_size {cfg.batch_size} is not divisible by processes x accum_steps "
+                f"= {per_step}"
+            )
+        self.micro_batch = cfg.batch_size // per_step
+        self.loader = build_train_loader(
+            self.root,
+            cfg.aug,
+            batch_size=self.micro_batch,
+            img_size=self.img_size,
+            seed=cfg.seed,
+            num_workers=cfg.num_workers,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        full = len(self.loader) // cfg.accum_steps
+        self.steps_per_epoch = min(full, cfg.steps_per_epoch) if cfg.steps_per_epoch else full
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the train set gives no full step of batch {cfg.batch_size}")
+        self.batch_aug = BatchAugment(cfg.aug, len(self.class_names), self.img_size).to(self.device)
+        self.generator = torch.Generator(self.device)
+
+    def _build_optimizer(self) -> None:
+        cfg = self.cfg
+        if cfg.decay_norm_bias:
+            params: Any = [p for p in self.model.parameters() if p.requires_grad]
+        else:
+            from timm.optim import param_groups_weight_decay
+
+            skip = getattr(self.model, "no_weight_decay", set)()
+            params = param_groups_weight_decay(
+                self.model, cfg.weight_decay, no_weight_decay_list=skip
+            )
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            fused=self.device.type == "cuda" or None,
+        )
+        total = cfg.epochs * self.steps_per_epoch
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        min_ratio = cfg.min_lr / cfg.lr if cfg.lr else 0.0
+
+        def factor(step: int) -> float:
+            return lr_factor(step, total=total, warmup=warmup, min_ratio=min_ratio)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    def _load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.progress = Progress(**state["progress"])
+
+    def _open_logs(self, resumed: bool) -> None:
+        self.tb = None
+        if not self.ctx.is_main:
+            return
+        metrics = self.out / "metrics.jsonl"
+        if resumed and metrics.exists():  # drop epochs logged after the checkpoint we resume
+            done = self.progress.epoch
+            lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= done]
+            metrics.write_text("".join(ln + "\n" for ln in kept))
+        elif not resumed:
+            metrics.unlink(missing_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = self.progress.step if resumed else None
+        self.tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
+
+    # ---- loop --------------------------------------------------------------------------
+    def _train_epoch(self) -> None:
+        cfg, ctx, p = self.cfg, self.ctx, self.progress
+        epoch = p.epoch
+        self.loader.set_epoch(epoch)
+        batches = self.loader.iter_from(p.step_in_epoch * cfg.accum_steps)
+        bar = self._progress_bar(epoch)
+        last_line = time.monotonic()
+        tb_loss, tb_count = 0.0, 0
+        self.model.train()
+        while p.step_in_epoch < self.steps_per_epoch:
+            start = time.perf_counter()
+            loss_sum, correct, seen = self._train_step(batches)
+            p.train_seconds += time.perf_counter() - start
+            p.loss_sum += loss_sum
+            p.correct += correct
+            p.seen += seen
+            p.step += 1
+            p.step_in_epoch += 1
+            tb_loss, tb_count = tb_loss + loss_sum / seen, tb_count + 1
+            if self.tb is not None and p.step % TB_EVERY_STEPS == 0:
+                self.tb.add_scalar("train/loss_step", tb_loss / tb_count, p.step)
+                self.tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], p.step)
+                tb_loss, tb_count = 0.0, 0
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{100 * p.correct / p.seen:.1f}%"
+                )
+            elif ctx.is_main and (time.monotonic() - last_line > LOG_INTERVAL_S or p.step == 1):
+                last_line = time.monotonic()
+                self._say(
+                    f"epoch {epoch + 1}/{cfg.epochs} step {p.step_in_epoch}/{self.steps_per_epoch} "
+                    f"loss {p.loss_sum / p.seen:.4f} acc {100 * p.correct / p.seen:.2f}% "
+                    f"lr {self.optimizer.param_groups[0]['lr']:.3g} "
+                    f"{p.seen / max(p.train_seconds, 1e-9):.1f} img/s"
+                )
+            if (
+                cfg.ckpt_every_steps
+                and p.step % cfg.ckpt_every_steps == 0
+                and p.step_in_epoch < self.steps_per_epoch
+            ):
+                self._save("last")
+        if bar is not None:
+            bar.close()
+        self._end_epoch()
+
+    def _train_step(self, batches: Any) -> tuple[float, float, float]:
+        """One optimizer step over accum_steps micro-batches; returns global (loss sum, correct, n)."""
+        cfg, ctx, p = self.cfg, self.ctx, self.progress
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = [0.0, 0.0, 0.0]
+        for micro in range(cfg.accum_steps):
+            images, labels, kind = next(batches)
+            seed = derive_seed(cfg.seed, p.step * cfg.accum_steps + micro, ctx.rank)
+            torch.manual_seed(seed)  # stochastic depth and any other draw in the model
+            self.generator.manual_seed(seed)
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            kind = kind.to(self.device, non_blocking=True)
+            with torch.no_grad():
+                x, targets = self.batch_aug(images, labels, kind, self.generator)
+            x = _to_model_layout(x, self.device)
+            last = micro == cfg.accum_steps - 1
+            no_sync = self.ctx.distributed and not last
+            with (
+                self.net.no_sync() if no_sync else contextlib.nullcontext(),
+                _autocast(self.device),
+            ):
+                logits = self.net(x)
+                loss = soft_target_loss(logits, targets)
+            n = labels.numel()
+            correct = (logits.detach().argmax(1) == targets.argmax(1)).sum().item()
+            stats = ctx.sum([loss.item() * n, correct, n])
+            if not math.isfinite(stats[0]):
+                raise NonFiniteLoss(
+                    f"training loss is {stats[0] / stats[2]} at step {p.step + 1} (epoch "
+                    f"{p.epoch + 1}, step {p.step_in_epoch + 1} of the epoch); stopped. The last good "
+                    f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower lr or set clip_grad)"
+                )
+            (loss / cfg.accum_steps).backward()
+            totals = [t + s for t, s in zip(totals, stats, strict=True)]
+        if cfg.clip_grad:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model, step=p.step)
+        return totals[0], totals[1], totals[2]
+
+    def _end_epoch(self) -> None:
+        cfg, ctx, p = self.cfg, self.ctx, self.progress
+        val_start = time.perf_counter()
+        eval_model = self.ema.module if self.ema is not None else self.model
+        val = evaluate(
+            eval_model,
+            self.root,
+            "val",
+            img_size=self.img_size,
+            batch_size=max(64, 2 * self.micro_batch),  # no gradients: larger batches fit
+            num_workers=min(cfg.num_workers, 2),
+            device=self.device,
+            ctx=ctx,
+        )
+        row = {
+            "epoch": p.epoch + 1,
+            "step": p.step,
+            "train_loss": p.loss_sum / p.seen,
+            "train_acc": 100 * p.correct / p.seen,
+            "val_top1": val["top1"],
+            "val_top5": val["top5"],
+            "val_loss": val["loss"],
+            "lr": self.scheduler.get_last_lr()[0],
+            "images_per_s": p.seen / max(p.train_seconds, 1e-9),
+            "epoch_time_s": p.train_seconds + time.perf_counter() - val_start,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        is_best = val["top1"] > p.best_top1
+        if is_best:
+            p.best_top1, p.best_epoch = val["top1"], p.epoch + 1
+        p.epoch += 1
+        p.step_in_epoch = 0
+        p.loss_sum = p.correct = p.seen = p.train_seconds = 0.0
+        if ctx.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            for key, value in row.items():
+                if key not in ("epoch", "step", "time"):
+                    self.tb.add_scalar(f"epoch/{key}", value, p.step)
+            self.tb.flush()
+            self._say(
+                f"epoch {row['epoch']}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.2f}% | val top-1 {row['val_top1']:.2f}% "
+                f"top-5 {row['val_top5']:.2f}% loss {row['val_loss']:.4f} | "
+                f"{row['images_per_s']:.1f} img/s, {row['epoch_time_s']:.0f} s"
+            )
+        self._save("last", best=is_best)
+
+    # ---- checkpoints and output --------------------------------------------------------
+    def _save(self, name: str, *, best: bool = False) -> None:
+        """Write checkpoint `name` (and ``best`` weights); rank 0 only; disk full -> UserError."""
+        if not self.ctx.is_main:
+            return
+        p = self.progress
+        weights = (self.ema.module if self.ema is not None else self.model).state_dict()
+        meta = {
+            "model": self.cfg.model,
+            "img_size": self.img_size,
+            "class_names": self.class_names,
+            "step": p.step,
+            "epoch": p.epoch,
+        }
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": dataclasses.asdict(p),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        try:
+            ckpt.save_state(self.ckpt_dir / f"{name}.pt", state)
+            ckpt.save_weights(self.ckpt_dir / f"{name}.safetensors", weights, meta)
+            if best:
+                ckpt.save_weights(self.ckpt_dir / "best.safetensors", weights, meta)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write a checkpoint in {self.ckpt_dir} at step {p.step} ({exc.strerror or exc}); "
+                "the previous checkpoint files are intact"
+            ) from None
+
+    def _progress_bar(self, epoch: int) -> Any:
+        if not (self.ctx.is_main and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.steps_per_epoch,
+            initial=self.progress.step_in_epoch,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    @staticmethod
+    def _say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,128 @@
+"""End to end through the `maxvit` command line: prepare, train, eval, predict, report, export."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maxvit.cli import main
+from maxvit.errors import UserError
+from maxvit.train.checkpoint import load_model
+from tests.helpers import MINI_ARCHIVE
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """The mini archive (linked, so that it is prepared in a temporary folder), or a synthetic
+    archive in the same layout when the mini one is absent."""
+    folder = tmp_path_factory.mktemp("archive")
+    path = folder / "tiny-imagenet-200-mini.zip"
+    if MINI_ARCHIVE.exists():
+        path.symlink_to(MINI_ARCHIVE)
+    else:
+        from maxvit.data.synthetic import make_synthetic_archive
+
+        make_synthetic_archive(path, train_per_class=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(archive) -> Path:
+    """`maxvit train --preset smoke --data ARCHIVE` (the archive is prepared on first use)."""
+    out = archive.parent / "run"
+    assert main(["train", "--preset", "smoke", "--data", str(archive), "--out", str(out)]) == 0
+    assert (archive.parent / f"{archive.stem}-prepared" / "manifest.json").exists()
+    return out
+
+
+def test_eval_prints_json_metrics(run, archive, capsys):
+    assert (
+        main(["eval", "--checkpoint", str(run), "--data", str(archive), "--num-workers", "0"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "val" and result["n"] == (1000 if MINI_ARCHIVE.exists() else 200)
+    assert 0 <= result["top1"] <= result["top5"] <= 100 and result["loss"] > 0
+    best = max(
+        json.loads(line)["val_top1"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    )
+    assert result["top1"] == pytest.approx(best)  # the run folder means its best checkpoint
+
+
+def test_predict_prints_top5_class_names(run, archive, tmp_path, capsys):
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if "/val/images/" in n and n.endswith(".JPEG")][:2]
+        images = []
+        for name in names:
+            images.append(tmp_path / Path(name).name)
+            images[-1].write_bytes(zf.read(name))
+        words = zf.read("tiny-imagenet-200/words.txt").decode()
+    assert main(["predict", "--checkpoint", str(run), *map(str, images)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 6 and lines[0] == str(images[0])
+    probs = [float(line.split()[0]) for line in lines[1:6]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert all(line.split(None, 1)[1] in words for line in lines[1:6])  # names from words.txt
+
+
+def test_predict_rejects_a_non_image(run, tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    assert main(["predict", "--checkpoint", str(run), str(bad)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_report_rewrites_curves_and_summary(run, capsys):
+    (run / "curves.png").unlink()
+    (run / "summary.md").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    summary = (run / "summary.md").read_text()
+    assert "| 2 |" in summary and "69.13" in summary  # per-epoch table and the recorded result
+
+
+def test_export_onnx_matches_pytorch(run, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(run), "--format", "onnx", "--out", str(out)]) == 0
+    model, info = load_model(run)
+    x = torch.randn(3, 3, info.img_size, info.img_size)  # another batch size than exported with
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_unknown_preset_and_key_are_one_line_errors(tmp_path, capsys):
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "valid presets" in err
+    assert (
+        main(["train", "--preset", "smoke", "--set", "lr_max=1", "--out", str(tmp_path / "r")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "valid keys" in err
+
+
+def test_train_without_data_downloads_and_says_so_in_one_line_when_offline(
+    tmp_path, monkeypatch, capsys
+):
+    """`make train` (no DATA) fetches the archive into ./data; offline, one line names --data."""
+    calls = []
+
+    def offline(url=None, root="data", **kwargs):
+        calls.append(Path(root))
+        raise UserError("cannot reach http://cs231n.stanford.edu/tiny-imagenet-200.zip: offline")
+
+    monkeypatch.setattr("maxvit.data.download.download", offline)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert calls == [Path("data")]
+    assert err.count("\n") == 1 and "cannot download Tiny ImageNet" in err and "DATA=PATH" in err
+    assert not (tmp_path / "runs").exists()
