@@ -122,6 +122,11 @@ def _predict(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from maxvit.train.report import write_report
 
+    if (Path(args.run_dir) / "study.json").is_file():  # a `maxvit repro` study folder
+        from maxvit.repro.study import rebuild_report
+
+        print(rebuild_report(args.run_dir))
+        return 0
     for path in write_report(args.run_dir):
         print(path)
     return 0

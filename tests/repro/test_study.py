@@ -1,0 +1,222 @@
+"""The reproduction study: an end-to-end run on a synthetic archive, the report against the
+files the run wrote, reuse and refusal on re-runs, the verdict rules, and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from maxvit.errors import UserError
+from maxvit.repro import study as st
+
+# A few seconds of training per model: the smoke preset, one epoch of one step.
+TINY = ["epochs=1", "steps_per_epoch=1"]
+
+
+@pytest.fixture(scope="module")
+def study_dir(synthetic_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("repro") / "study"
+    report = st.run_study("smoke", synthetic_archive, out, TINY)
+    assert report == out / "REPORT.md"
+    return out
+
+
+def _table(report: str) -> dict[str, list[str]]:
+    """The Results table of REPORT.md: model name -> cells."""
+    section = report.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "`" in ln]
+    table = {}
+    for line in rows:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        table[cells[0].split("`")[1]] = cells
+    return table
+
+
+def test_report_numbers_equal_the_run_files(study_dir: Path) -> None:
+    report = (study_dir / "REPORT.md").read_text()
+    png = (study_dir / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    table = _table(report)
+    assert list(table) == list(st.NANO)
+    bench = {
+        r["model"]: r for r in json.loads((study_dir / "bench/model.json").read_text())["results"]
+    }
+    for name, cells in table.items():
+        run = study_dir / "runs" / name
+        rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+        last = rows[-1]
+        clean = json.loads((run / "clean_train.json").read_text())
+        assert clean["split"] == "train" and clean["n"] == 400 and clean["step"] == last["step"]
+        expected = [
+            f"{bench[name]['params'] / 1e6:.2f}",
+            f"{bench[name]['gflops_forward_per_image']:.3f}",
+            f"{bench[name]['train_s_per_batch']:.3f}",
+            None,  # s/batch in the run: a median over epochs, checked below
+            f"{last['train_acc']:.2f}",
+            f"{clean['top1']:.2f}",
+            f"{last['val_top1']:.2f}",
+            f"{last['val_top5']:.2f}",
+            f"{clean['top1'] - last['val_top1']:.2f}",
+        ]
+        for got, want in zip(cells[1:], expected, strict=True):
+            if want is not None:
+                assert got == want, (name, cells)
+        assert cells[4] == f"{8 / last['images_per_s']:.3f}"  # one epoch, batch 8
+    # The recorded results stand beside ours, labelled by scale; every claim has a verdict.
+    assert "69.13%" in report and "recorded: A100 GPU" in report
+    assert "ours: CPU" in report and "400 train / 200 val" in report
+    verdicts = [ln for ln in report.splitlines() if ln[:3] in ("1. ", "2. ", "3. ")]
+    assert len(verdicts) == 3 and all("** at this scale" in v for v in verdicts)
+
+
+def test_rebuild_report_from_files_only(study_dir: Path) -> None:
+    report = study_dir / "REPORT.md"
+    before = report.read_text()
+    report.unlink()
+    (study_dir / "curves.png").unlink()
+    assert st.rebuild_report(study_dir) == report
+    assert report.read_text() == before
+    assert (study_dir / "curves.png").exists()
+
+
+def test_rerun_reuses_and_other_recipe_is_refused(study_dir: Path, synthetic_archive: Path) -> None:
+    metrics = study_dir / "runs" / "vit_nano" / "metrics.jsonl"
+    stamp = metrics.stat().st_mtime_ns
+    phases = json.loads((study_dir / "study.json").read_text())["phases"]
+    st.run_study("smoke", synthetic_archive, study_dir, TINY)  # nothing left to do
+    assert metrics.stat().st_mtime_ns == stamp
+    assert json.loads((study_dir / "study.json").read_text())["phases"] == phases
+    st.run_study("smoke", synthetic_archive, study_dir, [*TINY, "num_workers=1"])  # same numbers
+    assert metrics.stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="another preset or recipe"):
+        st.run_study("smoke", synthetic_archive, study_dir, ["epochs=2", "steps_per_epoch=1"])
+
+
+def test_study_configs() -> None:
+    from maxvit.train.config import apply_overrides, load_preset
+
+    plan, config = st.study_config("seed", "DATA", [])
+    assert plan.models == st.FULL
+    assert config == apply_overrides(load_preset("seed"), ["data=DATA"])  # the recorded recipe
+    plan, config = st.study_config("cpu-mini", "DATA", ["seed=7"])
+    assert plan.models == st.NANO
+    changed = {
+        f.name
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(load_preset("cpu-mini"), f.name)
+    }
+    assert changed == {"seed", "data"}  # the cpu-mini recipe as it is, with the overrides
+    with pytest.raises(UserError, match="--set model"):
+        st.study_config("cpu-mini", "DATA", ["model=vit_nano"])
+    with pytest.raises(UserError, match="unknown preset"):
+        st.study_config("nope", "DATA", [])
+
+
+# ---- verdict rules ------------------------------------------------------------------------
+
+
+def _result(role: str, *, clean: float, val: float, s: float = 1.0, n: int = 20_000):
+    return st.ModelResult(
+        role=role,
+        name=role.lower(),
+        rows=[{"epoch": 1, "step": 10, "train_acc": clean, "val_top1": val, "val_top5": val}],
+        params=1,
+        gflops_forward=1.0,
+        gflops_train=3.0,
+        attention_share=0.1,
+        s_per_batch=s,
+        spread=0.1,
+        gflop_per_s=10.0,
+        run_s_per_batch=s,
+        clean_train={"top1": clean, "n": n},
+    )
+
+
+def test_overfitting_verdicts() -> None:
+    vit = _result("ViT", clean=50, val=30)
+    holds = st.overfitting_claim(
+        _result("MaxViT", clean=60, val=40), _result("CoAtNet", clean=80, val=30), vit, 1000
+    )
+    assert holds.verdict == "holds" and "20.00 points" in holds.text
+    reversed_ = st.overfitting_claim(
+        _result("MaxViT", clean=80, val=30), _result("CoAtNet", clean=60, val=40), vit, 1000
+    )
+    assert reversed_.verdict.startswith("does not hold")
+    # 2 points of difference on 1,000 val images is inside two standard errors (about 4.4).
+    noise = st.overfitting_claim(
+        _result("MaxViT", clean=42, val=40),
+        _result("CoAtNet", clean=44, val=40),
+        _result("ViT", clean=45, val=40),
+        1000,
+    )
+    assert noise.verdict.startswith("not shown")
+    assert "memorisation" in noise.text  # nothing fits half of its train set
+
+
+@pytest.mark.parametrize(
+    ("vit_s", "verdict"), [(3.0, "holds"), (1.5, "holds only in direction"), (1.1, "does not hold")]
+)
+def test_speed_verdicts(vit_s: float, verdict: str) -> None:
+    claim = st.speed_claim(
+        _result("MaxViT", clean=1, val=1), _result("ViT", clean=1, val=1, s=vit_s), 64, 64
+    )
+    assert claim.verdict == verdict
+    assert f"{vit_s:.2f}x against the recorded 2.98x" in claim.text
+
+
+def test_linear_cost_verdicts() -> None:
+    def scaling(m_slope: float, v_slope: float) -> dict:
+        points = [
+            {"model": name, "img_size": s, "tokens": (s / 16) ** 2, "attention_share_forward": a}
+            for name in ("m", "v")
+            for s, a in ((128, 0.1), (256, 0.3))
+        ]
+        return {
+            "config": {"sizes": [128, 256], "time": False, "batch_size": 1},
+            "points": points,
+            "slopes": {
+                "m": {"flops": m_slope, "time": None},
+                "v": {"flops": v_slope, "time": None},
+            },
+        }
+
+    assert st.linear_cost_claim(scaling(1.0, 1.3), "m", "v").verdict == "holds"
+    assert st.linear_cost_claim(scaling(1.3, 1.5), "m", "v").verdict == "does not hold"
+    assert st.linear_cost_claim(scaling(1.0, 0.95), "m", "v").verdict == "does not hold"
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def _main(*args: str) -> int:
+    from maxvit.cli import main
+
+    return main(["repro", *args])
+
+
+def test_cli_report_only(study_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (study_dir / "REPORT.md").read_text()
+    assert _main("--report-only", "--out", str(study_dir)) == 0
+    assert capsys.readouterr().out.strip() == str(study_dir / "REPORT.md")
+    assert (study_dir / "REPORT.md").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "smoke"], "--data is required"),
+        (["--preset", "nope", "--data", "x"], "unknown preset"),
+        (["--data", "x", "--set", "model=vit_nano"], "--set model"),
+        (["--report-only", "--out", "{tmp}"], "no study.json"),
+    ],
+)
+def test_cli_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _main(*(a.format(tmp=tmp_path) for a in args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "REPORT.md").exists()
