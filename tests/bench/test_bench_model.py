@@ -33,6 +33,10 @@ def test_bench_model_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert r["gflops_train_per_image"] > 2.5 * r["gflops_forward_per_image"] > 0
         assert "peak_mem_train_mb" not in r  # --no-memory
     assert by_name["vit_nano"]["params"] == count_params(build_model("vit_nano", 64))
+    # Only this project's MaxViT is timed on its fused inference copy (--fuse-inference default).
+    assert doc["config"]["fuse_inference"] is True
+    assert by_name["maxvit_nano"]["inference"] == "fused"
+    assert by_name["vit_nano"]["inference"] == by_name["coatnet_nano"]["inference"] == "eager"
     # The ratio table divides by the first model; compare-to leaves the reference out.
     assert doc["reference"] == "maxvit_nano"
     assert doc["ratios"][0]["train_s_per_batch"] == pytest.approx(1.0)
@@ -106,6 +110,9 @@ def test_prefixed_names_build_for_the_given_size() -> None:
     tv = build_model("tv:maxvit_t", 448)
     assert tv.blocks[0].layers[0].layers.window_attention.grid_size == (112, 112)
     assert tv.classifier[-1].out_features == 200
+    # torchvision's hard-coded stochastic depth is off, as in every other benchmarked model.
+    depths = [m.p for m in tv.modules() if type(m).__name__ == "StochasticDepth"]
+    assert depths and all(p == 0.0 for p in depths)
     # timm models with a fixed input size get img_size; the others (CNNs) are built without.
     vit = build_model("timm:vit_tiny_patch16_224", 64)
     assert vit.patch_embed.img_size == (64, 64) and vit.num_classes == 200

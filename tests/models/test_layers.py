@@ -7,6 +7,7 @@ import torch
 
 from maxvit.models.layers import (
     Attention,
+    SamePad,
     grid_partition,
     grid_reverse,
     window_partition,
@@ -79,3 +80,19 @@ def test_sdpa_equals_explicit_attention_forward_and_backward():
     yb.square().sum().backward()
     torch.testing.assert_close(x.grad, x2.grad, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a.rel_pos.table.grad, b.rel_pos.table.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (1, 1, 2, 2), (3, 5, 6, 6)])
+def test_same_pad_equals_zero_pad_forward_and_backward(shape, channels_last):
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ours, ref = SamePad(3)(x), torch.nn.functional.pad(x, (0, 1, 0, 1))
+    assert torch.equal(ours, ref)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last or shape[1] == 1
+    grad = torch.randn_like(ref)
+    (g_ours,) = torch.autograd.grad(ours, x, grad)
+    (g_ref,) = torch.autograd.grad(ref, x, grad)
+    assert torch.equal(g_ours, g_ref)

@@ -88,8 +88,9 @@ def test_every_variant_output_shape_at_default_size(name):
 
 @pytest.mark.parametrize("name,size", [("maxvit_nano", 64), ("maxvit_tiny", 224)])
 def test_gradients_reach_every_parameter(name, size):
+    torch.manual_seed(0)  # drop_path may drop a branch for a whole small batch: fix the draw
     model = create_model(name, img_size=size, drop_path=0.1)
-    model(torch.randn(2, 3, size, size)).logsumexp(1).sum().backward()
+    model(torch.randn(4, 3, size, size)).logsumexp(1).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert missing == []
 

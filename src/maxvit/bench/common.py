@@ -6,7 +6,8 @@ Model names accepted everywhere in ``maxvit bench``:
 * ``timm:<name>``: any timm model, random weights (``img_size`` is passed when the model is
   built for a fixed input size, i.e. timm's ``fixed_input_size``);
 * ``tv:<name>``: any torchvision classification model, random weights (MaxViT gets
-  ``input_size`` and ViT ``image_size``; convolutional models take any size).
+  ``input_size`` and ViT ``image_size``; convolutional models take any size). Stochastic
+  depth is switched off, as in every other model built here, so all do the same work.
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ def build_model(name: str, img_size: int, num_classes: int = NUM_CLASSES) -> nn.
             kwargs["input_size"] = (img_size, img_size)
         elif base.startswith("vit_"):
             kwargs["image_size"] = img_size
-        return torchvision.models.get_model(base, weights=None, num_classes=num_classes, **kwargs)
+        model = torchvision.models.get_model(base, weights=None, num_classes=num_classes, **kwargs)
+        # torchvision's maxvit_t hard-codes stochastic depth 0.2; every other model here is
+        # timed without it, so switch it off for equal work per training step.
+        for module in model.modules():
+            if isinstance(module, torchvision.ops.StochasticDepth):
+                module.p = 0.0
+        return model
     from maxvit.models import create_model
 
     return create_model(name, num_classes=num_classes, img_size=img_size)

@@ -30,7 +30,7 @@ MEMORY_KIND = {
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the probe in this process; ``spec`` holds name, img_size, batch, device, channels_last,
-    threads."""
+    threads and fuse_inference (time inference on this project's fused MaxViT copy)."""
     import timm  # noqa: F401  (imported before the baseline: libraries are not the model's)
     import torch
     import torchvision  # noqa: F401
@@ -45,6 +45,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         prepare,
         reset_peak_rss,
     )
+    from maxvit.bench.model import fused_copy
     from maxvit.bench.workload import Workload
 
     apply_threads(spec["threads"])
@@ -52,8 +53,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     settings = RunSettings(device=device, channels_last=spec["channels_last"], compile=False)
     reset_peak_rss()
     baseline = current_rss_mb()
-    model = prepare(build_model(spec["name"], spec["img_size"]), settings)
-    work = Workload(model, spec["batch"], spec["img_size"], settings)
+    raw = build_model(spec["name"], spec["img_size"])
+    fused = fused_copy(raw) if spec.get("fuse_inference") else None
+    if fused is not None:
+        fused = prepare(fused, settings)
+    work = Workload(prepare(raw, settings), spec["batch"], spec["img_size"], settings, fused)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         work.infer_step()

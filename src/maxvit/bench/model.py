@@ -48,6 +48,9 @@ class ModelBenchConfig:
     channels_last: bool = True
     # torch.compile every model (compilation happens in the warm-up rounds).
     compile: bool = False
+    # Time this project's MaxViT inference on its `fuse_for_inference` copy (BN folded, GELU
+    # fused); other models always run as their libraries ship them.
+    fuse_inference: bool = True
     # torch.set_num_threads value; None keeps torch's default.
     threads: int | None = None
     # auto (CUDA when available), cpu or cuda.
@@ -82,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="channels_last model and input (default on)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
+    parser.add_argument(
+        "--fuse-inference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time this project's MaxViT inference on its fused copy (BatchNorm folded, GELU "
+        "fused; maxvit.models.fuse); other models run as shipped (default on)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
@@ -119,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ModelBenchConfig:
         warmup=args.warmup,
         channels_last=args.channels_last,
         compile=args.compile,
+        fuse_inference=args.fuse_inference,
         threads=args.threads,
         device=args.device,
         memory=args.memory,
@@ -195,7 +206,13 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             "gflops_train_per_image": flops.train / 1e9,
             "attention_share_forward": flops.forward_attention / max(flops.forward, 1),
         }
-        works[name] = Workload(prepare(raw, settings), cfg.batch_size, cfg.img_size, settings)
+        fused = fused_copy(raw) if cfg.fuse_inference else None
+        if fused is not None:
+            fused = prepare(fused, settings)
+        results[name]["inference"] = "fused" if fused is not None else "eager"
+        works[name] = Workload(
+            prepare(raw, settings), cfg.batch_size, cfg.img_size, settings, infer_model=fused
+        )
 
     if cfg.memory:
         for name in models:
@@ -207,6 +224,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
                 "device": str(device),
                 "channels_last": cfg.channels_last,
                 "threads": torch.get_num_threads(),
+                "fuse_inference": cfg.fuse_inference,
             }
             results[name].update(run_probe(spec))
 
@@ -256,6 +274,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             "warmup": cfg.warmup,
             "channels_last": cfg.channels_last,
             "compile": cfg.compile,
+            "fuse_inference": cfg.fuse_inference,
             "statistic": cfg.statistic,
             "num_classes": NUM_CLASSES,
         },
@@ -269,6 +288,14 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     if cfg.json_path is not None:
         write_json(cfg.json_path, doc)
     return doc
+
+
+def fused_copy(model: Any) -> Any:
+    """`fuse_for_inference(model)` for this project's MaxViT, None for any other model."""
+    from maxvit.models.fuse import inference_copy
+
+    fused = inference_copy(model)
+    return None if fused is model else fused
 
 
 def ratios_to_reference(results: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
@@ -321,11 +348,12 @@ def render(doc: dict[str, Any]) -> str:
     ]  # fmt: skip
     rows = []
     for r in doc["results"]:
+        name = r["model"] + (" (fused inference)" if r.get("inference") == "fused" else "")
         mem_tr = r.get("peak_mem_train_mb")
         mem_in = r.get("peak_mem_infer_mb")
         rows.append(
             [
-                r["model"],
+                name,
                 f"{r['params'] / 1e6:.2f}",
                 f"{r['gflops_forward_per_image']:.3f}",
                 f"{r['gflops_train_per_image']:.3f}",

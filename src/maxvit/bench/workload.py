@@ -13,12 +13,22 @@ class Workload:
     """A model with its AdamW optimizer and one fixed batch of random images and labels.
 
     ``train_step`` is what a training loop does per batch (forward, cross-entropy, backward,
-    AdamW step); ``infer_step`` is one forward pass under ``inference_mode``. On CUDA both run
-    under bf16 autocast. Random data is enough: no op here has data-dependent cost.
+    AdamW step); ``infer_step`` is one forward pass under ``inference_mode``, of
+    ``infer_model`` when given (an inference-only copy, e.g. `fuse_for_inference`; built once:
+    its speed does not depend on the weight values). On CUDA both run under bf16 autocast.
+    Random data is enough: no op here has data-dependent cost.
     """
 
-    def __init__(self, model: nn.Module, batch: int, img_size: int, settings: RunSettings) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        batch: int,
+        img_size: int,
+        settings: RunSettings,
+        infer_model: nn.Module | None = None,
+    ) -> None:
         self.model = model
+        self.infer_model = infer_model if infer_model is not None else model
         self.settings = settings
         self.x = make_input(batch, img_size, settings)
         self.y = torch.randint(0, NUM_CLASSES, (batch,), device=settings.device)
@@ -34,6 +44,6 @@ class Workload:
         self.optimizer.zero_grad(set_to_none=True)
 
     def infer_step(self) -> None:
-        self.model.eval()
+        self.infer_model.eval()
         with torch.inference_mode(), autocast(self.settings.device):
-            self.model(self.x)
+            self.infer_model(self.x)

@@ -14,6 +14,7 @@ _EXPORTS = {
     "VARIANTS": "maxvit.models.variants",
     "create_model": "maxvit.models.variants",
     "default_img_size": "maxvit.models.variants",
+    "fuse_for_inference": "maxvit.models.fuse",
     "list_models": "maxvit.models.variants",
 }
 __all__ = list(_EXPORTS)

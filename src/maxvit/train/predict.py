@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from maxvit.errors import UserError
+from maxvit.models.fuse import inference_copy
 from maxvit.train.checkpoint import load_model
 
 
@@ -29,6 +30,7 @@ def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) ->
     from maxvit.data import EvalTransform
 
     model, info = load_model(checkpoint)
+    model = inference_copy(model)
     transform = EvalTransform(info.img_size)
     results = []
     for path in images:

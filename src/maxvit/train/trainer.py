@@ -189,7 +189,9 @@ def evaluate_checkpoint(
     try:
         root = find_data(data)
         model, info = ckpt.load_model(checkpoint, ctx.device)
-        model = _to_model_layout(model, ctx.device)
+        from maxvit.models.fuse import inference_copy
+
+        model = _to_model_layout(inference_copy(model), ctx.device)
         result = evaluate(
             model,
             root,
