@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,26 @@ def test_user_error_is_one_line_and_exit_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: unknown model 'no_such_model'")
     assert err.count("\n") == 1
+
+
+def test_keep_freed_memory_respects_the_environment(monkeypatch):
+    import platform
+
+    from maxvit.cli import keep_freed_memory
+
+    for key in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=131072")
+    assert keep_freed_memory() is False  # the user's own malloc tuning wins
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
+
+
+def test_openmp_wait_policy_is_passive_except_for_benchmarks(monkeypatch, capsys):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["bench", "model", "--models", "no_such_model"]) == 2
+    assert "OMP_WAIT_POLICY" not in os.environ
+    assert main(["data", "info", "/no/such/data"]) == 2
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    capsys.readouterr()

@@ -11,15 +11,6 @@ import argparse
 import os
 import sys
 
-# Transparent huge pages for PyTorch's CPU allocator: fewer page faults when batches of fresh
-# 224x224 float images are written (measured 10-15% faster data pipeline on the CPU). Must be
-# set before torch is imported; an explicit setting in the environment wins.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-# OpenMP threads sleep instead of spinning between parallel regions: on a shared CPU machine
-# spinning threads starve each other (measured 5-9x slower CPU training with other jobs running).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 from maxvit import __version__
 from maxvit.errors import UserError
 
@@ -30,9 +21,10 @@ def keep_freed_memory() -> bool:
     PyTorch's CPU tensors come straight from malloc, and glibc serves blocks above 32 MB with
     fresh mmap pages, which the kernel zero-fills on first touch: every large activation of a
     training step then costs page faults (a new 53 MB tensor took 11 ms to zero against 1 ms
-    for a reused one). Raising the mmap and trim thresholds keeps those blocks in the heap;
-    measured 1.1-1.3x faster CPU training steps for MaxViT-T and torchvision's maxvit_t alike
-    (docs/benchmarks.md). The price is a resident size that stays at its peak. Skipped when
+    for a reused one). Raising the mmap and trim thresholds keeps those blocks in the heap:
+    measured 1.1-1.2x faster CPU training steps for MaxViT-T and torchvision's maxvit_t alike,
+    and a faster data pipeline (docs/benchmarks.md, docs/data.md). The price is a resident
+    size that stays near its peak. Skipped when
     not on glibc or when the environment already tunes malloc (MALLOC_*_ or GLIBC_TUNABLES).
     Returns whether the setting was applied.
     """
@@ -72,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "bench":
+        # OpenMP threads sleep instead of spinning between parallel regions: on a 2-core
+        # machine, spinning threads starve the data-loader workers and any other job (measured
+        # 5-9x slower CPU training with other jobs running). Benchmarks keep OpenMP's default
+        # (spin briefly, then sleep), about 1.15x faster when nothing else runs. Takes effect
+        # only here, before the command imports torch; the environment's own setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     keep_freed_memory()
     try:
         return int(args.func(args) or 0)
