@@ -394,7 +394,9 @@ class _Run:
             params,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
-            fused=self.device.type == "cuda" or None,
+            # One fused kernel over all parameters: on a 2-core CPU 25 ms per MaxViT-T step
+            # against 70 ms for the default multi-tensor loop; on CUDA it is also faster.
+            fused=self.device.type in ("cuda", "cpu") or None,
         )
         total = cfg.epochs * self.steps_per_epoch
         warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
