@@ -20,13 +20,12 @@ def keep_freed_memory() -> bool:
 
     PyTorch's CPU tensors come straight from malloc, and glibc serves blocks above 32 MB with
     fresh mmap pages, which the kernel zero-fills on first touch: every large activation of a
-    training step then costs page faults (a new 53 MB tensor took 11 ms to zero against 1 ms
-    for a reused one). Raising the mmap and trim thresholds keeps those blocks in the heap:
-    measured 1.1-1.2x faster CPU training steps for MaxViT-T and torchvision's maxvit_t alike,
-    and a faster data pipeline (docs/benchmarks.md, docs/data.md). The price is a resident
-    size that stays near its peak. Skipped when
-    not on glibc or when the environment already tunes malloc (MALLOC_*_ or GLIBC_TUNABLES).
-    Returns whether the setting was applied.
+    training step then costs page faults. Raising the mmap and trim thresholds keeps those
+    blocks in the heap: about 1.3x faster CPU training steps for MaxViT-T and torchvision's
+    maxvit_t alike (`maxvit bench model` with and without ``GLIBC_TUNABLES=`` in the
+    environment, docs/benchmarks.md). The price is a resident
+    size that stays near its peak. Skipped when not on glibc or when the environment already
+    tunes malloc (MALLOC_*_ or GLIBC_TUNABLES). Returns whether the setting was applied.
     """
     import ctypes
     import platform

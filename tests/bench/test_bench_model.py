@@ -124,3 +124,15 @@ def test_table_alignment() -> None:
     lines = text.splitlines()
     assert len({len(line) for line in lines}) == 1
     assert lines[2].startswith("a  ") and lines[3].endswith("22.5")
+
+
+def test_bench_kernels_runs_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from maxvit.bench.kernels import run_cases
+
+    rows = run_cases(["gelu", "attention", "same-pad", "strided-inference", "adamw"], rounds=1)
+    assert [r["case"] for r in rows] == [
+        "gelu", "attention", "same-pad", "strided-inference", "adamw"
+    ]  # fmt: skip
+    assert all(r["a_ms"] > 0 and r["b_ms"] > 0 for r in rows)
+    assert main(["bench", "kernels", "--cases", "nope"]) == 2
+    assert "unknown case" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`maxvit bench ...`: model speed/memory/FLOPs, cost scaling with resolution, data pipeline.
+"""`maxvit bench ...`: model speed/memory/FLOPs, cost scaling with resolution, data pipeline,
+single-op kernel comparisons.
 
 The command modules are imported when the parser is built (inside ``register``, not when this
 module is imported); they keep torch, timm and matplotlib imports inside their functions, so
@@ -11,7 +12,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from maxvit.bench import data, model, scaling
+    from maxvit.bench import data, kernels, model, scaling
 
     bench = sub.add_parser("bench", help="benchmarks: model speed and cost, scaling, data")
     cmds = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("model", model, "train/inference speed, peak memory, params, FLOPs of models"),
         ("scaling", scaling, "FLOPs and time per image against resolution, with fitted slopes"),
         ("data", data, "input pipeline throughput"),
+        ("kernels", kernels, "single-op comparisons behind the model's speed choices (CPU)"),
     ):
         parser = cmds.add_parser(name, help=text, description=text)
         mod.add_arguments(parser)

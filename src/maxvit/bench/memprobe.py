@@ -54,9 +54,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     reset_peak_rss()
     baseline = current_rss_mb()
     raw = build_model(spec["name"], spec["img_size"])
-    fused = fused_copy(raw) if spec.get("fuse_inference") else None
-    if fused is not None:
-        fused = prepare(fused, settings)
+    fused = fused_copy(raw, settings) if spec.get("fuse_inference") else None
     work = Workload(prepare(raw, settings), spec["batch"], spec["img_size"], settings, fused)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -209,9 +209,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             "gflops_train_per_image": flops.train / 1e9,
             "attention_share_forward": flops.forward_attention / max(flops.forward, 1),
         }
-        fused = fused_copy(raw) if fuse else None
-        if fused is not None:
-            fused = prepare(fused, settings)
+        fused = fused_copy(raw, settings) if fuse else None
         kind = "fused" if fused is not None else "compiled" if cfg.compile else "eager"
         results[name]["inference"] = kind
         works[name] = Workload(
@@ -294,12 +292,14 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     return doc
 
 
-def fused_copy(model: Any) -> Any:
-    """`fuse_for_inference(model)` for this project's MaxViT, None for any other model."""
-    from maxvit.models.fuse import inference_copy
+def fused_copy(model: Any, settings: Any) -> Any:
+    """The prepared (device, memory format) `fuse_for_inference` copy of this project's
+    MaxViT; None for any other model."""
+    from maxvit.bench.common import prepare
+    from maxvit.models.fuse import fuse_for_inference
+    from maxvit.models.model import MaxVit
 
-    fused = inference_copy(model)
-    return None if fused is model else fused
+    return prepare(fuse_for_inference(model), settings) if isinstance(model, MaxVit) else None
 
 
 def ratios_to_reference(results: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:

@@ -198,8 +198,7 @@ class SamePad(nn.Module):
 
     Equal to ``nn.ZeroPad2d((0, k-2, 0, k-2))`` but cheaper: only the border is zeroed (not
     the whole buffer before the copy), and the backward pass returns a view of the incoming
-    gradient instead of copying it out. About 2% of a MaxViT-T CPU training step
-    (docs/benchmarks.md).
+    gradient instead of copying it out (`maxvit bench kernels --cases same-pad`).
     """
 
     def __init__(self, kernel: int) -> None:

@@ -1,0 +1,196 @@
+"""``maxvit bench kernels``: the single-op comparisons behind this project's speed choices.
+
+Each case times two ways of computing the same thing at MaxViT-T shapes (batch 8, 224x224,
+channels_last, fp32, on the CPU), interleaved round by round, and prints the median of each
+and their ratio. The cases:
+
+* ``gelu``: tanh-approximated GELU (the official weights' activation) against the exact GELU
+  torchvision uses, forward + backward on the widest MBConv activation;
+* ``attention``: explicit softmax attention against ``scaled_dot_product_attention`` with the
+  relative-position bias as ``attn_mask``, stage-1 window shapes, in inference;
+* ``same-pad``: `SamePad` against ``nn.ZeroPad2d`` before the stride-2 depthwise conv,
+  forward + backward, summed over the four strided MBConvs;
+* ``strided-inference``: pad + 3x3 against the 4x4 zero-extended kernel of the fused copy
+  (`maxvit.models.fuse`), inference, the four strided depthwise convs;
+* ``adamw``: fused AdamW against PyTorch's default multi-tensor AdamW, one step over
+  ``maxvit_tiny``'s parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from maxvit.errors import UserError
+
+# (channels, map side) entering each of MaxViT-T's four stride-2 depthwise convs, batch 8.
+STRIDED = ((256, 112), (512, 56), (1024, 28), (2048, 14))
+
+
+def _cases() -> dict[str, Callable[[], tuple]]:
+    """name -> builder returning (label a, function a, label b, function b)."""
+    return {
+        "gelu": _gelu,
+        "attention": _attention,
+        "same-pad": _same_pad,
+        "strided-inference": _strided_inference,
+        "adamw": _adamw,
+    }
+
+
+def _gelu():
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(8, 256, 112, 112).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    g = torch.randn_like(x)
+
+    def run(approximate: str) -> Callable[[], Any]:
+        return lambda: torch.autograd.grad(F.gelu(x, approximate=approximate), x, g)
+
+    return "gelu tanh", run("tanh"), "gelu exact (erf)", run("none")
+
+
+def _attention():
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.randn(512, 2, 49, 32) for _ in range(3))  # stage 1: 512 windows, 2 heads
+    bias = torch.randn(2, 49, 49)
+
+    @torch.inference_mode()
+    def explicit() -> Any:
+        return ((q * 32**-0.5) @ k.transpose(-2, -1) + bias).softmax(-1) @ v
+
+    @torch.inference_mode()
+    def sdpa() -> Any:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    return "explicit attention", explicit, "SDPA with bias mask", sdpa
+
+
+def _same_pad():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from maxvit.models.layers import SamePad
+
+    data = []
+    for c, side in STRIDED:
+        x = torch.randn(8, c, side, side).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c, 1, 3, 3, requires_grad=True)
+        data.append((x.requires_grad_(), w, c))
+
+    def run(pad: nn.Module) -> Callable[[], Any]:
+        def step() -> None:
+            for x, w, c in data:
+                y = F.conv2d(pad(x), w, None, 2, 0, 1, c)
+                torch.autograd.grad(y, (x, w), torch.ones_like(y))
+
+        return step
+
+    return "SamePad", run(SamePad(3)), "nn.ZeroPad2d", run(nn.ZeroPad2d((0, 1, 0, 1)))
+
+
+def _strided_inference():
+    import torch
+    import torch.nn.functional as F
+
+    from maxvit.models.layers import SamePad
+
+    data = []
+    for c, side in STRIDED:
+        x = torch.randn(8, c, side, side).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c, 1, 3, 3)
+        data.append((x, w, F.pad(w, (1, 0, 1, 0)), c))
+    pad = SamePad(3)
+
+    @torch.inference_mode()
+    def padded() -> None:
+        for x, w, _, c in data:
+            F.conv2d(pad(x), w, None, 2, 0, 1, c)
+
+    @torch.inference_mode()
+    def kernel4() -> None:
+        for x, _, w4, c in data:
+            F.conv2d(x, w4, None, 2, 1, 1, c)
+
+    return "4x4 kernel, padding 1", kernel4, "pad + 3x3", padded
+
+
+def _adamw():
+    import torch
+
+    from maxvit.models import create_model
+
+    def optimizer(fused: bool | None) -> Callable[[], Any]:
+        params = [
+            p.detach().clone().requires_grad_() for p in create_model("maxvit_tiny").parameters()
+        ]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05, fused=fused)
+        return opt.step
+
+    return "AdamW fused", optimizer(True), "AdamW default", optimizer(None)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cases",
+        default=",".join(_cases()),
+        help=f"comma-separated cases (default all: {', '.join(_cases())})",
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="recorded rounds (default 7)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def run_cases(names: list[str], rounds: int) -> list[dict[str, Any]]:
+    """Time every case; return one row per case (medians in milliseconds and their ratio)."""
+    import torch
+
+    from maxvit.bench.common import median, timed
+
+    cases = _cases()
+    unknown = [n for n in names if n not in cases]
+    if unknown:
+        raise UserError(f"unknown case(s) {unknown}; choose from: {', '.join(cases)}")
+    if rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    cpu = torch.device("cpu")
+    rows = []
+    for name in names:
+        label_a, a, label_b, b = cases[name]()
+        times: dict[str, list[float]] = {label_a: [], label_b: []}
+        for r in range(rounds + 1):  # round 0 warms up
+            for label, fn in ((label_a, a), (label_b, b)):
+                t = timed(fn, cpu)
+                if r:
+                    times[label].append(t)
+        ms_a, ms_b = (1e3 * median(times[k]) for k in (label_a, label_b))
+        rows.append({"case": name, "a": label_a, "a_ms": ms_a, "b": label_b, "b_ms": ms_b})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from maxvit.bench.common import apply_threads, format_table, parse_list
+
+    apply_threads(args.threads)
+    rows = run_cases(parse_list(args.cases, "cases"), args.rounds)
+    table = [
+        [
+            r["case"],
+            r["a"],
+            f"{r['a_ms']:.2f}",
+            r["b"],
+            f"{r['b_ms']:.2f}",
+            f"{r['b_ms'] / r['a_ms']:.2f}x",
+        ]
+        for r in rows
+    ]
+    print(f"CPU, fp32, median of {args.rounds} rounds (ms); b/a > 1: a is faster")
+    print(format_table(["case", "a", "a ms", "b", "b ms", "b/a"], table))
+    return 0
