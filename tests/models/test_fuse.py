@@ -8,6 +8,7 @@ from torch import nn
 
 from maxvit.models import create_model
 from maxvit.models.fuse import FusedConv2d, FusedLinear, fuse_for_inference, inference_copy
+from maxvit.models.layers import Attention
 
 
 def _trained_like(name: str, **kwargs) -> nn.Module:
@@ -25,8 +26,12 @@ def _trained_like(name: str, **kwargs) -> nn.Module:
 
 @pytest.mark.parametrize(
     "name,size,kwargs",
-    [("maxvit_nano", 64, {}), ("maxvit_tiny", 224, {"depths": (1, 1, 1, 1)})],
-    ids=["seed-style", "paper-style"],
+    [
+        ("maxvit_nano", 64, {}),
+        ("maxvit_tiny", 224, {"depths": (1, 1, 1, 1)}),
+        ("maxvit_nano", 64, {"attn_impl": "sdpa"}),
+    ],
+    ids=["seed-style", "paper-style", "sdpa"],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_copy_gives_the_same_logits(name, size, kwargs, channels_last):
@@ -47,7 +52,7 @@ def test_fused_copy_gives_the_same_logits(name, size, kwargs, channels_last):
     assert (portable - expected).abs().max() <= 1e-4
 
 
-def test_fusion_removes_every_batchnorm_and_leaves_the_original_alone():
+def test_fusion_removes_every_batchnorm_folds_the_query_scale_and_leaves_the_original_alone():
     model = _trained_like("maxvit_nano")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fused = fuse_for_inference(model)
@@ -55,6 +60,8 @@ def test_fusion_removes_every_batchnorm_and_leaves_the_original_alone():
     assert any(isinstance(m, FusedConv2d) and m.gelu for m in fused.modules())
     assert any(isinstance(m, FusedLinear) and m.gelu for m in fused.modules())
     assert not any(p.requires_grad for p in fused.parameters())
+    assert all(m.scale == 1.0 for m in fused.modules() if isinstance(m, Attention))
+    assert all(m.scale == 32**-0.5 for m in model.modules() if isinstance(m, Attention))
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)

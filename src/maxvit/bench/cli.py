@@ -1,5 +1,5 @@
 """`maxvit bench ...`: model speed/memory/FLOPs, cost scaling with resolution, data pipeline,
-single-op kernel comparisons.
+single-op kernel comparisons, time per op category.
 
 The command modules are imported when the parser is built (inside ``register``, not when this
 module is imported); they keep torch, timm and matplotlib imports inside their functions, so
@@ -12,7 +12,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from maxvit.bench import data, kernels, model, scaling
+    from maxvit.bench import data, kernels, model, profile, scaling
 
     bench = sub.add_parser("bench", help="benchmarks: model speed and cost, scaling, data")
     cmds = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
@@ -21,7 +21,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("scaling", scaling, "FLOPs and time per image against resolution, with fitted slopes"),
         ("data", data, "input pipeline throughput"),
         ("kernels", kernels, "single-op comparisons behind the model's speed choices (CPU)"),
+        ("profile", profile, "where a training step and an inference batch spend time (CPU)"),
     ):
         parser = cmds.add_parser(name, help=text, description=text)
         mod.add_arguments(parser)
         parser.set_defaults(func=mod.run)
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the training step and inference batch, shared by `bench model` and
+    `bench profile`: batch, input side, memory format, fused inference copy, threads."""
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--img-size", type=int, default=224, help="input side (default 224)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels_last model and input (default on)",
+    )
+    parser.add_argument(
+        "--fuse-inference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run this project's MaxViT inference on its fused copy (BatchNorm folded, GELU "
+        "fused; maxvit.models.fuse); other models run as shipped (default on; `bench model "
+        "--compile` times the compiled eager model instead)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maxvit.bench.cli import add_workload_arguments
 from maxvit.errors import UserError
 
 DEFAULT_MODELS = (
@@ -75,26 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated names: registry (maxvit_seed, vit_base_16, ...), timm:<name>, "
         f"tv:<name> (default: {DEFAULT_MODELS})",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument("--img-size", type=int, default=224, help="input side (default 224)")
+    add_workload_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5, help="recorded rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="unrecorded rounds (default 2)")
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="channels_last model and input (default on)",
-    )
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
-    parser.add_argument(
-        "--fuse-inference",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="time this project's MaxViT inference on its fused copy (BatchNorm folded, GELU "
-        "fused; maxvit.models.fuse); other models run as shipped (default on; not with "
-        "--compile, where inductor does its own fusion)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--memory",

@@ -102,6 +102,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = dim // head_dim
         self.head_dim = head_dim
+        self.scale = head_dim**-0.5  # query scale; `fuse_for_inference` folds it into qkv (1.0)
         self.impl = impl
         self.qkv = nn.Linear(dim, 3 * dim)
         self.rel_pos = RelativePositionBias(self.num_heads, p)
@@ -114,9 +115,14 @@ class Attention(nn.Module):
         bias = self.rel_pos()  # (h, N, N)
         use_sdpa = self.impl == "sdpa" or (self.impl == "auto" and x.is_cuda)
         if use_sdpa:
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale
+            )
         else:
-            attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1) + bias  # (G, h, N, N)
+            if self.scale != 1.0:
+                q = q * self.scale
+            attn = q @ k.transpose(-2, -1)  # (G, h, N, N)
+            attn += bias  # in place: the product is a fresh tensor that backward does not need
             x = attn.softmax(dim=-1) @ v  # (G, h, N, d)
         x = x.transpose(1, 2).reshape(g, n, c)  # (G, N, h*d)
         return self.proj(x)
