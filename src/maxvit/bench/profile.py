@@ -2,10 +2,10 @@
 
 Each model runs the same workload as ``maxvit bench model`` (`maxvit.bench.workload`): a
 training step (forward, cross-entropy, backward, AdamW step) and an inference batch, on fixed
-random data, after ``--warmup`` unprofiled repetitions. ``torch.profiler`` records ``--steps``
-of each; every op's self time (time in the op itself, not in the ops it calls) is put in one
-category below, and the table gives milliseconds per step and the share of the profiled
-total. The profiler adds a little time per op, so compare shares, and take speeds from
+random data, after ``--warmup`` unprofiled repetitions. PyTorch's CPU profiler
+(``torch.autograd.profiler``, without kineto) records ``--steps`` of each; every op's self
+time (time in the op itself, not in the ops it calls) is put in one category below, and the
+table gives milliseconds per step and the share of the profiled total. The profiler adds a little time per op, so compare shares, and take speeds from
 ``maxvit bench model``.
 
 CPU only: on a GPU the ops launch kernels asynchronously and their CPU time says nothing of
@@ -209,7 +209,14 @@ def run(args: argparse.Namespace) -> int:
             "benchmark": "profile",
             "config": {
                 k: getattr(args, k)
-                for k in ("batch_size", "img_size", "steps", "warmup", "channels_last")
+                for k in (
+                    "batch_size",
+                    "img_size",
+                    "steps",
+                    "warmup",
+                    "channels_last",
+                    "fuse_inference",
+                )
             },
             "environment": environment(torch.device("cpu")),
             "results": results,
