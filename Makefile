@@ -8,7 +8,7 @@ DATA ?=
 OUT ?=
 ARGS ?=
 
-.PHONY: setup train test lint clean-venv
+.PHONY: setup train test test-fast lint bench-data clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,23 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 train: setup
-	$(BIN)/maxvit train --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(BIN)/maxvit train --preset $(PRESET) $(if $(DATA),--data $(DATA),--download) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# The edit loop: everything but the tests marked slow (end-to-end runs of a minute or less).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+# Full-size input pipeline against timm's, on the 200 real ImageNet JPEGs (docs/data.md).
+SAMPLE ?= ../shared/data/imagenet-sample-200.zip
+bench-data: setup
+	rm -rf runs/imagenet-sample && mkdir -p runs/imagenet-sample
+	unzip -q $(SAMPLE) -d runs/imagenet-sample
+	mv runs/imagenet-sample/imagenet-sample-200 runs/imagenet-sample/train
+	ln -s train runs/imagenet-sample/val
+	$(BIN)/maxvit bench data --source runs/imagenet-sample --img-size 224 --pipeline timm --images 200 $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MINI_ARCHIVE
+from tests.helpers import IMAGENET_SAMPLE, MINI_ARCHIVE
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +31,31 @@ def prepared_mini(mini_archive: Path, tmp_path_factory: pytest.TempPathFactory) 
     from maxvit.data.prepare import prepare
 
     return prepare(mini_archive, tmp_path_factory.mktemp("mini") / "prepared", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def synthetic_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A class-folder tree: 4 classes x 6 train and 2 val images of odd sizes in every format
+    and mode the loaders handle (JPEG RGB/L/CMYK, PNG RGBA/P/16-bit/LA, WebP)."""
+    from maxvit.data.synthetic import make_synthetic_tree
+
+    return make_synthetic_tree(tmp_path_factory.mktemp("tree") / "root")
+
+
+@pytest.fixture(scope="session")
+def sample_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 200 real full-size ImageNet JPEGs (../shared/data) as a class-folder tree of 10
+    classes x 16 train and 4 val images; skipped where the sample is absent."""
+    if not IMAGENET_SAMPLE.exists():
+        pytest.skip("ImageNet sample not present")
+    import zipfile
+
+    root = tmp_path_factory.mktemp("sample") / "root"
+    with zipfile.ZipFile(IMAGENET_SAMPLE) as zf:
+        names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpeg"))
+        for i, name in enumerate(names):
+            split = "val" if i % 20 >= 16 else "train"
+            folder = root / split / f"c{i // 20:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name.rsplit("/", 1)[-1]).write_bytes(zf.read(name))
+    return root

@@ -224,8 +224,6 @@ def test_generic_folder_dataset_shares_the_transforms(tmp_path):
     images, labels = zip(*val, strict=True)
     assert torch.cat(labels).tolist() == [0, 0, 1, 1, 2, 2]
     assert images[0].shape == (4, 3, 48, 48)
-    with pytest.raises(UserError, match="img_size is required"):
-        build_eval_loader(root, "val", batch_size=4, num_workers=0)
 
 
 def test_mini_archive_with_two_workers(prepared_mini):

@@ -116,7 +116,7 @@ def test_corrupt_jpeg_fails_with_its_name(tmp_path):
     with pytest.raises(UserError, match=r"corrupt image train/n10000001/images/n10000001_0\.JPEG"):
         prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
     assert not (tmp_path / "out").exists()
-    assert not list(tmp_path.glob("out.tmp-*"))
+    assert not list(tmp_path.glob(".out.tmp-*"))
 
 
 def test_corrupt_jpeg_is_skipped_and_counted_with_skip_bad(tmp_path):
@@ -170,7 +170,7 @@ def test_interrupted_prepare_leaves_nothing_finished(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)
     assert not (tmp_path / "out").exists()
-    assert not list(tmp_path.glob("out.tmp-*"))
+    assert not list(tmp_path.glob(".out.tmp-*"))
 
 
 def test_killed_prepare_leaves_no_finished_dir_and_is_cleaned_up(tmp_path):
@@ -187,13 +187,13 @@ def test_killed_prepare_leaves_no_finished_dir_and_is_cleaned_up(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
-    leftovers = list(tmp_path.glob("out.tmp-*"))
+    leftovers = list(tmp_path.glob(".out.tmp-*"))
     assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="not a prepared data set"):
         verify(leftovers[0])
     prepare(archive, tmp_path / "out", expected_classes=4, quiet=True)  # cleans the stale one
-    assert not list(tmp_path.glob("out.tmp-*"))
+    assert not list(tmp_path.glob(".out.tmp-*"))
 
 
 def test_existing_output_needs_force(tmp_path):

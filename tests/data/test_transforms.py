@@ -24,6 +24,7 @@ from maxvit.data.transforms import (
 from maxvit.errors import UserError
 
 C = 10
+NO_RA = AugmentConfig(randaugment_ops=0)  # pixel checks of the mixing need RandAugment off
 
 
 def batch(n: int = 16, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,16 +64,30 @@ def test_soft_targets_sum_to_one_with_smoothing_mass(kind, smoothing):
 
 def test_plain_is_resize_and_normalise_only():
     images, labels = batch(size=24)
-    x, _ = run(AugmentConfig(), images, labels, torch.zeros(16, dtype=torch.long))
+    x, _ = run(NO_RA, images, labels, torch.zeros(16, dtype=torch.long))
     torch.testing.assert_close(undo_normalisation(x), images.float(), atol=1e-3, rtol=0)
-    up, _ = run(AugmentConfig(), images, labels, torch.zeros(16, dtype=torch.long), img_size=48)
+    up, _ = run(NO_RA, images, labels, torch.zeros(16, dtype=torch.long), img_size=48)
     assert up.shape == (16, 3, 48, 48)
     torch.testing.assert_close(up, EvalTransform(48)(images))
 
 
+def test_batch_augment_applies_randaugment_per_sample_before_mixing():
+    images, labels = batch(n=32, size=24)
+    plain = torch.zeros(32, dtype=torch.long)
+    x, _ = run(AugmentConfig(randaugment_magnitude=15), images, labels, plain, seed=4)
+    changed = (undo_normalisation(x).round() != images.float()).flatten(1).any(1)
+    assert int(changed.sum()) >= 28  # (all but those that drew an identity twice)
+    # the same draws as BatchedRandAugment fed the generator's seed
+    seed = torch.randint(2**62, (), generator=torch.Generator().manual_seed(4))
+    rng = np.random.default_rng(int(seed))
+    expected = BatchedRandAugment(2, 15)(images.clone(), rng)
+    torch.testing.assert_close(undo_normalisation(x), expected.float(), atol=1e-3, rtol=0)
+
+
 def test_mixup_weights_follow_the_targets():
     images, labels = batch()
-    x, targets = run(AugmentConfig(label_smoothing=0.0), images, labels, torch.full((16,), MIXUP))
+    aug = AugmentConfig(label_smoothing=0.0, randaugment_ops=0)
+    x, targets = run(aug, images, labels, torch.full((16,), MIXUP))
     partner = images.roll(1, 0).float()
     lam = targets[torch.arange(16), labels]  # weight of the sample's own class
     expected = lam.view(-1, 1, 1, 1) * images.float() + (1 - lam.view(-1, 1, 1, 1)) * partner
@@ -86,7 +101,8 @@ def test_cutmix_weight_equals_the_pasted_area():
     images = images.clamp(1, 254)
     partner = images.roll(1, 0)
     labels = torch.arange(32) % C  # neighbours always differ
-    x, targets = run(AugmentConfig(label_smoothing=0.0), images, labels, torch.full((32,), CUTMIX))
+    aug = AugmentConfig(label_smoothing=0.0, randaugment_ops=0)
+    x, targets = run(aug, images, labels, torch.full((32,), CUTMIX))
     seen = undo_normalisation(x).round()
     pasted = (seen == partner.float()).all(1) & (seen != images.float()).any(1)
     own = (seen == images.float()).all(1)
@@ -115,7 +131,7 @@ def test_cutmix_boxes_lambda_is_exact():
 def test_erasing_covers_the_configured_area_with_the_mean_colour():
     images, labels = batch(n=64, size=56)
     images = images.clamp(130, 255)  # never equal to the fill's red channel (124)
-    x, _ = run(AugmentConfig(), images, labels, torch.full((64,), ERASE))
+    x, _ = run(NO_RA, images, labels, torch.full((64,), ERASE))
     fill = torch.tensor(IMAGENET_MEAN).mul(255).round().view(1, 3, 1, 1)
     erased = (undo_normalisation(x).round() == fill).all(1).float().mean((1, 2))
     assert ((erased >= 0.2 - 0.02) & (erased <= 0.5 + 0.02)).float().mean() > 0.8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from maxvit.cli import main
 from maxvit.errors import UserError
 from maxvit.train.checkpoint import load_model
 from tests.helpers import MINI_ARCHIVE
+from tests.train.utils import REPO
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,8 @@ def test_predict_rejects_a_non_image(run, tmp_path, capsys):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     assert main(["predict", "--checkpoint", str(run), str(bad)]) == 2
-    assert "cannot read image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot decode {bad} (not an image") and err.count("\n") == 1
 
 
 def test_report_rewrites_curves_and_summary(run, capsys):
@@ -85,6 +88,7 @@ def test_report_rewrites_curves_and_summary(run, capsys):
     assert "| 2 |" in summary and "69.13" in summary  # per-epoch table and the recorded result
 
 
+@pytest.mark.slow  # the dynamo exporter: about 40 s
 def test_export_onnx_matches_pytorch(run, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "model.onnx"
@@ -112,7 +116,8 @@ def test_unknown_preset_and_key_are_one_line_errors(tmp_path, capsys):
 def test_train_without_data_downloads_and_says_so_in_one_line_when_offline(
     tmp_path, monkeypatch, capsys
 ):
-    """`make train` (no DATA) fetches the archive into ./data; offline, one line names --data."""
+    """`make train` (no DATA) passes --download: the archive is fetched into ./data; offline,
+    one line names --data. Without --download nothing is fetched."""
     calls = []
 
     def offline(url=None, root="data", **kwargs):
@@ -123,6 +128,25 @@ def test_train_without_data_downloads_and_says_so_in_one_line_when_offline(
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--preset", "smoke"]) == 2
     err = capsys.readouterr().err
+    assert calls == [] and err.count("\n") == 1 and "maxvit train --download" in err
+    assert main(["train", "--preset", "smoke", "--download"]) == 2
+    err = capsys.readouterr().err
     assert calls == [Path("data")]
     assert err.count("\n") == 1 and "cannot download Tiny ImageNet" in err and "DATA=PATH" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_make_train_downloads_only_without_data():
+    def command(*args: str) -> str:
+        out = subprocess.run(
+            ["make", "-n", "train", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return next(line.strip() for line in out.splitlines() if "maxvit train" in line)
+
+    assert command("PRESET=smoke").endswith("maxvit train --preset smoke --download")
+    assert "--download" not in command("PRESET=smoke", "DATA=some.zip")
+    assert "--data some.zip" in command("PRESET=smoke", "DATA=some.zip")

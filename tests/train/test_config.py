@@ -21,9 +21,38 @@ from maxvit.train.trainer import lr_factor
 
 
 def test_presets_ship_and_load():
-    assert {"seed", "paper", "cpu-mini", "smoke"} <= set(list_presets())
+    assert set(list_presets()) == {"seed", "paper", "finetune", "imagenet", "cpu-mini", "smoke"}
     for name in list_presets():
         assert isinstance(load_preset(name), TrainConfig)
+
+
+def test_imagenet_preset_is_the_paper_recipe_for_maxvit_t():
+    c = load_preset("imagenet")
+    assert (c.model, c.img_size, c.epochs, c.batch_size) == ("maxvit_tiny", 224, 300, 4096)
+    assert (c.lr, c.weight_decay, c.drop_path, c.eval_crop) == (3e-3, 0.05, 0.2, 0.95)
+    steps_per_epoch = 1_281_167 // 4096
+    assert round(c.warmup_epochs * steps_per_epoch) == pytest.approx(10_000, rel=0.01)
+    a = c.aug
+    assert (a.pipeline, a.randaugment_ops, a.randaugment_magnitude) == ("timm", 2, 15)
+    assert (a.mixup_alpha, a.cutmix_alpha, a.label_smoothing) == (0.8, 0.0, 0.1)
+
+
+def test_finetune_preset_starts_from_the_official_maxvit_t_weights():
+    c = load_preset("finetune")
+    assert c.model == "maxvit_tiny" and c.img_size == 224
+    assert c.pretrained == "hf-hub:timm/maxvit_tiny_tf_224.in1k"
+    assert c.lr <= 1e-4 and 0 < c.warmup_epochs <= 1 and c.epochs <= 10
+
+
+def test_non_finite_and_out_of_range_values_are_refused():
+    for item, message in (
+        ("lr=nan", "lr must be a finite number"),
+        ("weight_decay=.inf", "weight_decay must be a finite number"),
+        ("eval_crop=0", "eval_crop must be in"),
+        ("eval_crop=1.5", "eval_crop must be in"),
+    ):
+        with pytest.raises(UserError, match=message):
+            apply_overrides(load_preset("smoke"), [item])
 
 
 def test_seed_preset_is_the_recorded_recipe():

@@ -25,7 +25,10 @@ import torch
 from maxvit.train.trainer import train
 from tests.train.utils import read_weights, smoke_config, subprocess_env
 
+pytestmark = pytest.mark.slow  # torchrun process groups: about 60 s
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
+SHARD_WORKER = Path(__file__).with_name("shard_ddp_worker.py")
 SETTING = ("model=vit_nano", "aug.pipeline=none")
 
 
@@ -88,3 +91,35 @@ def test_gradient_accumulation_matches_the_full_batch(synth_data, single_run, tm
     assert _metrics(run)[-1]["train_loss"] == pytest.approx(
         _metrics(single_run)[-1]["train_loss"], rel=1e-5
     )
+
+
+def test_two_gloo_ranks_with_two_workers_read_every_shard_sample_once_per_epoch(tmp_path):
+    """48 train samples, each its own class, in 8 shards; 2 ranks x 2 loader workers, batch
+    8 = 2 x 4, full epochs (steps_per_epoch=0): each epoch trains on every sample exactly once,
+    and the two epochs in different orders."""
+    from maxvit.data.synthetic import make_synthetic_tree
+    from maxvit.data.write_shards import write_shards
+
+    tree = make_synthetic_tree(
+        tmp_path / "tree", num_classes=48, train_per_class=1, val_per_class=1
+    )
+    shards = write_shards(tree, tmp_path / "shards", shard_size=6, quiet=True)
+    out = tmp_path / "run"
+    sets = ["steps_per_epoch=0", "num_workers=2", "aug.pipeline=timm", "ckpt_every_steps=0"]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        str(SHARD_WORKER), "train", "--preset", "smoke", "--data", str(shards), "--out", str(out),
+        *[arg for item in sets for arg in ("--set", item)],
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "6 steps/epoch x 2 epochs, batch 8 = 2 rank(s) x 1 x 4" in proc.stderr
+    ranks = [json.loads((out / f"seen-rank{r}.json").read_text()) for r in (0, 1)]
+    for epoch in ("0", "1"):
+        together = ranks[0][epoch] + ranks[1][epoch]
+        assert sorted(together) == list(range(48)), epoch
+        assert set(ranks[0][epoch]).isdisjoint(ranks[1][epoch])
+    assert ranks[0]["0"] != ranks[0]["1"]
+    assert (out / "checkpoints" / "best.safetensors").is_file()

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from maxvit.train import checkpoint as ckpt
 from tests.train.utils import maxvit_command, read_weights, run_maxvit, subprocess_env
+
+pytestmark = pytest.mark.slow  # two training subprocesses: about 30 s
 
 # 2 epochs x 4 steps, a checkpoint every 2 steps: the first one (step 2) is mid-epoch.
 ARGS = ("--preset", "smoke", "--set", "steps_per_epoch=4")

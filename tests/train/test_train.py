@@ -8,11 +8,13 @@ import json
 import pytest
 import torch
 
+from maxvit.data import open_data
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import trainer
 from maxvit.train.config import load_config
-from maxvit.train.trainer import NonFiniteLoss, evaluate_checkpoint, find_data, train
+from maxvit.train.evaluate import evaluate_checkpoint
+from maxvit.train.trainer import NonFiniteLoss, train
 from tests.train.utils import read_weights, smoke_config
 
 
@@ -114,7 +116,7 @@ def test_full_disk_keeps_last_good_checkpoint_and_resumes_exactly(
 
 
 def test_missing_data_points_at_download_and_prepare(tmp_path):
-    with pytest.raises(UserError, match="maxvit data download.*maxvit data prepare"):
+    with pytest.raises(UserError, match="does not exist; accepted layouts.*maxvit data download"):
         train(smoke_config(tmp_path / "nowhere"), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing half-written
 
@@ -125,7 +127,7 @@ def test_unreachable_download_names_the_data_option(tmp_path, monkeypatch):
 
     monkeypatch.setattr("maxvit.data.download.download", offline)
     with pytest.raises(UserError) as info:
-        find_data(tmp_path / "data", download=True)
+        open_data(tmp_path / "data", download=True)
     message = str(info.value)
     assert (
         "\n" not in message and "cannot download Tiny ImageNet" in message and "--data" in message

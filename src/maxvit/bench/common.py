@@ -13,7 +13,6 @@ Model names accepted everywhere in ``maxvit bench``:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maxvit import files
 from maxvit.errors import UserError
 
 # Tiny ImageNet's class count: the head size of every benchmarked model.
@@ -105,13 +105,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     return torch.device(name)
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; fp32 on CPU (bf16 is slower there: no fast bf16 units)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def sync(device: torch.device) -> None:
@@ -202,9 +195,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    files.write_json(path, data, indent=2)
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -13,7 +13,12 @@ and their ratio. The cases:
 * ``strided-inference``: pad + 3x3 against the 4x4 zero-extended kernel of the fused copy
   (`maxvit.models.fuse`), inference, the four strided depthwise convs;
 * ``adamw``: fused AdamW against PyTorch's default multi-tensor AdamW, one step over
-  ``maxvit_tiny``'s parameters.
+  ``maxvit_tiny``'s parameters;
+* ``jpeg-decode``: `maxvit.data.images.decode_rgb` (libjpeg-turbo through simplejpeg) against
+  PIL's decode and RGB conversion, 16 synthetic 500x375 JPEGs (ImageNet's typical size);
+* ``crop-resize``: the loader's crop resize (torch's uint8 antialiased bilinear kernel on the
+  channels-last view of the decoded array) against PIL's ``resize(box=...)``, the same 16
+  regions of 70% of the side to 224x224.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ def _cases() -> dict[str, Callable[[], tuple]]:
         "same-pad": _same_pad,
         "strided-inference": _strided_inference,
         "adamw": _adamw,
+        "jpeg-decode": _jpeg_decode,
+        "crop-resize": _crop_resize,
     }
 
 
@@ -136,6 +143,69 @@ def _adamw():
         return opt.step
 
     return "AdamW fused", optimizer(True), "AdamW default", optimizer(None)
+
+
+def _jpegs(n: int = 16) -> list[bytes]:
+    """n synthetic 500x375 photos-like JPEGs (smooth gradients plus noise), quality 90."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:375, 0:500]
+    out = []
+    for i in range(n):
+        base = np.stack([xx * 0.4 + i * 9, yy * 0.5, (xx + yy) * 0.25], axis=2)
+        pixels = (base + rng.normal(0, 18, base.shape)).clip(0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def _jpeg_decode():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from maxvit.data.images import decode_rgb
+
+    blobs = _jpegs()
+
+    def ours() -> None:
+        for b in blobs:
+            decode_rgb(b)
+
+    def pil() -> None:
+        for b in blobs:
+            np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+
+    return "simplejpeg (decode_rgb)", ours, "PIL decode + convert", pil
+
+
+def _crop_resize():
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from maxvit.data.images import decode_rgb
+
+    arrays = [decode_rgb(b) for b in _jpegs()]
+    images = [Image.fromarray(a) for a in arrays]
+    box = (10, 10, 360, 272)  # 70% of the side
+
+    def torch_resize() -> None:
+        for a in arrays:
+            view = torch.from_numpy(a).permute(2, 0, 1)[None, :, box[1] : box[3], box[0] : box[2]]
+            F.resize(view, [224, 224], antialias=True)
+
+    def pil_resize() -> None:
+        for img in images:
+            img.resize((224, 224), Image.Resampling.BILINEAR, box=box)
+
+    return "torch uint8 resize (loader)", torch_resize, "PIL resize(box=...)", pil_resize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

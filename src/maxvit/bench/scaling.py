@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from maxvit.errors import UserError
+from maxvit.files import atomic_write
 
 # Token side of the x axis: one token per 16x16 input patch.
 TOKEN_PATCH = 16
@@ -135,7 +136,6 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
     from maxvit.bench.common import (
         RunSettings,
         apply_threads,
-        autocast,
         build_model,
         check_model_name,
         environment,
@@ -148,6 +148,7 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
         write_json,
     )
     from maxvit.bench.flops import count_flops
+    from maxvit.device import autocast
 
     if any(s < TOKEN_PATCH for s in cfg.sizes):
         raise UserError(f"--sizes must be at least {TOKEN_PATCH}")
@@ -230,7 +231,6 @@ def run_scaling(cfg: ScalingConfig) -> dict[str, Any]:
 
 def plot(doc: dict[str, Any], path: Path) -> None:
     """Log-log plot of FLOPs (and time) per image against tokens, slope in each legend entry."""
-    import os
 
     import matplotlib
 
@@ -270,10 +270,10 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def render(doc: dict[str, Any]) -> str:

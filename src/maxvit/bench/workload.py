@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maxvit.bench.common import NUM_CLASSES, RunSettings, autocast, make_input
+from maxvit.bench.common import NUM_CLASSES, RunSettings, make_input
+from maxvit.device import autocast
 
 
 class Workload:

@@ -1,13 +1,14 @@
-"""Tiny ImageNet from the official archive to augmented batches (see docs/data.md).
+"""Data sets to augmented batches: Tiny ImageNet, class folders, WebDataset shards (docs/data.md).
 
 Public API (imported lazily, so `maxvit --help` and the decode workers stay light)::
 
-    from maxvit.data import (AugmentConfig, ensure_prepared, TinyImageNet, ImageFolderDataset,
-                             class_names, build_train_loader, build_eval_loader, BatchAugment,
-                             EvalTransform)
+    from maxvit.data import (open_data, DataSource, AugmentConfig, build_train_loader,
+                             build_eval_loader, BatchAugment, EvalTransform, TinyImageNet,
+                             ImageFolderDataset, ensure_prepared, class_names)
 
-The steps behind `maxvit data ...` live in their modules: ``maxvit.data.download.download``,
-``maxvit.data.prepare.prepare`` / ``verify``, ``maxvit.data.info``.
+``open_data(path_or_pattern)`` detects the layout (:mod:`maxvit.data.sources`). The steps
+behind `maxvit data ...` live in their modules: ``download``, ``prepare`` (Tiny ImageNet),
+``write_shards``, ``verify``, ``info``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "DataSource": "maxvit.data.sources",
+    "open_data": "maxvit.data.sources",
     "AugmentConfig": "maxvit.data.transforms",
     "BatchAugment": "maxvit.data.transforms",
     "EvalTransform": "maxvit.data.transforms",
@@ -33,6 +36,7 @@ _EXPORTS = {
 __all__ = [
     "AugmentConfig",
     "BatchAugment",
+    "DataSource",
     "EvalTransform",
     "ImageFolderDataset",
     "TinyImageNet",
@@ -43,12 +47,14 @@ __all__ = [
     "class_names",
     "ensure_prepared",
     "make_synthetic_archive",
+    "open_data",
 ]
 
 if TYPE_CHECKING:
     from maxvit.data.datasets import ImageFolderDataset, TinyImageNet, class_names
     from maxvit.data.loader import TrainLoader, build_eval_loader, build_train_loader
     from maxvit.data.prepare import ensure_prepared
+    from maxvit.data.sources import DataSource, open_data
     from maxvit.data.synthetic import make_synthetic_archive
     from maxvit.data.transforms import AugmentConfig, BatchAugment, EvalTransform, TrainTransform
 

@@ -1,4 +1,4 @@
-"""`maxvit data ...`: download, prepare, verify and inspect Tiny ImageNet."""
+"""`maxvit data ...`: download and prepare Tiny ImageNet; shard, verify and inspect any source."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "data",
-        help="download, prepare, verify and inspect Tiny ImageNet",
-        description="Get Tiny ImageNet from the official archive into a fast, verified form.",
+        help="download, prepare, shard, verify and inspect data sets",
+        description="Get Tiny ImageNet from the official archive into a fast, verified form; "
+        "write WebDataset shards of any source; check any source.",
     )
     cmds = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
@@ -51,11 +52,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_prepare)
 
     p = cmds.add_parser(
-        "verify",
-        help="re-check a prepared folder (checksums, shapes, labels)",
-        description="Exit with status 2 and a message naming the problem if the folder is not intact.",
+        "shard",
+        help="write WebDataset shards from any data source",
+        description="Write train-NNNNNN.tar / val-NNNNNN.tar shards, classes.txt and a manifest "
+        "(counts, checksums) from Tiny ImageNet, a class-folder tree or other shards. Every "
+        "image is decoded once to check it; undecodable ones are left out and named. Train "
+        "samples are shuffled first. Atomic: the folder appears only when complete.",
     )
-    p.add_argument("dir", type=Path, help="prepared folder")
+    p.add_argument("source", help="data source (any layout `maxvit train --data` accepts)")
+    p.add_argument("--out", type=Path, required=True, help="folder to create")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train order (default 0)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decode threads (default: CPUs, max 8)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(func=_shard)
+
+    p = cmds.add_parser(
+        "verify",
+        help="check a data set: prepared folder, class folders or shards",
+        description="Tiny ImageNet: re-check a prepared folder (checksums, shapes, labels). "
+        "Class folders and shards: decode every image and check every label, naming each bad "
+        "entry. Exits with status 2 if anything is wrong.",
+    )
+    p.add_argument("dir", help="prepared folder, class-folder root, shard folder or pattern")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decode threads (default: CPUs, max 8)"
+    )
     p.set_defaults(func=_verify)
 
     p = cmds.add_parser(
@@ -92,12 +116,43 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(args: argparse.Namespace) -> int:
+    from maxvit.data.write_shards import write_shards
+
+    print(
+        write_shards(
+            args.source,
+            args.out,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            workers=args.workers,
+            force=args.force,
+        )
+    )
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from maxvit.data.prepare import SPLITS, verify
+    from maxvit.data.sources import TINY, open_data
+    from maxvit.data.verify import problems
+    from maxvit.errors import UserError
 
-    manifest = verify(args.dir)
-    counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
-    print(f"{args.dir}: OK ({manifest['classes']} classes; {counts}; checksums match)")
+    source = open_data(args.dir)
+    if source.kind == TINY:
+        manifest = verify(source.location)
+        counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
+        print(f"{source.location}: OK ({manifest['classes']} classes; {counts}; checksums match)")
+        return 0
+    checked, found = problems(source, args.workers)
+    for name, problem in found:
+        print(f"bad: {name}: {problem}")
+    if found:
+        raise UserError(
+            f"{args.dir}: {len(found)} bad entr{'y' if len(found) == 1 else 'ies'} "
+            f"of {checked} checked (listed above)"
+        )
+    print(f"{args.dir}: OK ({source.kind}, {source.num_classes} classes, {checked} images decode)")
     return 0
 
 

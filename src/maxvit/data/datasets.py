@@ -1,7 +1,8 @@
-"""Datasets: prepared Tiny ImageNet (memory-mapped arrays) and a generic class-per-folder tree.
+"""Map-style datasets: prepared Tiny ImageNet (memory-mapped arrays) and a class-per-folder tree.
 
-Both return uint8 (3, H, W) tensors and integer labels, and both offer ``fetch(indices)`` for the
-batch-at-a-time training loader, so they share the same transforms.
+Both return uint8 (3, H, W) tensors and integer labels. Tiny ImageNet offers ``fetch(indices)``
+(a whole uint8 batch at once); a folder tree offers its ``files``, which the loaders decode
+straight into their crops. WebDataset shards are streams, in :mod:`maxvit.data.stream`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maxvit.data.prepare import MANIFEST, SPLITS, natural_key, read_manifest
+from maxvit.data.images import decode_rgb
+from maxvit.data.prepare import SPLITS, natural_key, read_manifest
 from maxvit.errors import UserError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-FOLDER_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp", ".bmp", ".gif")
+FOLDER_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
 
 
 def class_names(root: str | Path) -> list[str]:
@@ -76,9 +78,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """A class-per-folder image tree (ImageNet-1K style): ``root/<class>/<image>``.
 
     Classes are the sorted sub-folder names (or `classes`, e.g. those of the train split, so that
-    the labels of every split agree). Images are decoded with PIL and converted to RGB
-    (grayscale and CMYK included). (torchvision.io's decoders are deprecated as of 0.29.)
+    the labels of every split agree). Images are JPEG, PNG or WebP files of any size and mode,
+    decoded by :mod:`maxvit.data.images` (8-bit RGB, alpha composited, 16-bit scaled).
     ``dataset[i]`` is (uint8 (3, H, W) tensor, label); `transform` is applied to the tensor.
+    The training and evaluation loaders decode from :attr:`files` straight into their crops.
     """
 
     native_size = None  # images come in any size
@@ -105,29 +108,27 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.files: list[Path] = []
         labels: list[int] = []
         for label, name in enumerate(self.classes):
-            files = sorted(
-                (p for p in (self.root / name).rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES),
-                key=lambda p: natural_key(p.as_posix()),
+            folder = self.root / name
+            files = (
+                sorted(
+                    (p for p in folder.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES),
+                    key=lambda p: natural_key(p.as_posix()),
+                )
+                if folder.is_dir()
+                else []
             )
             self.files += files
             labels += [label] * len(files)
         if not self.files:
-            raise UserError(f"{self.root} has no images")
+            raise UserError(f"{self.root} has no images ({', '.join(FOLDER_SUFFIXES)})")
         self.labels = np.asarray(labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def load(self, index: int) -> torch.Tensor:
-        """Decode image `index` to uint8 RGB (3, H, W)."""
-        from PIL import Image
-
-        path = self.files[index]
-        try:
-            with Image.open(path) as img:
-                rgb = np.asarray(img.convert("RGB"))
-        except OSError as exc:
-            raise UserError(f"cannot decode {path}: {exc}") from None
+        """Decode image `index` to uint8 RGB (3, H, W); ImageError if it cannot be decoded."""
+        rgb = decode_rgb(self.files[index])
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
@@ -135,30 +136,3 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
-
-    def fetch(self, indices: Sequence[int] | np.ndarray) -> list[torch.Tensor]:
-        """Images `indices` as a list of uint8 (3, H, W) tensors of their own sizes."""
-        return [self.load(int(i)) for i in indices]
-
-
-def is_folder_tree(root: Path) -> bool:
-    """ImageNet-style tree: ``root/train/<class>/...`` without Tiny ImageNet's wnids.txt."""
-    return (root / "train").is_dir() and not (root / "wnids.txt").exists()
-
-
-def open_split(
-    root: str | Path, split: str, transform: Transform | None = None
-) -> TinyImageNet | ImageFolderDataset:
-    """The dataset of `split` under `root`: a prepared Tiny ImageNet folder, a class-per-folder
-    tree (``root/<split>/<class>/...``), or an official archive/folder (prepared on first use)."""
-    root = Path(root).expanduser()
-    if (root / MANIFEST).exists():
-        return TinyImageNet(root, split, transform)
-    if root.is_dir() and is_folder_tree(root):
-        if not (root / split).is_dir():
-            raise UserError(f"{root} has no {split}/ folder")
-        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-        return ImageFolderDataset(root / split, transform, classes)
-    from maxvit.data.prepare import ensure_prepared
-
-    return TinyImageNet(ensure_prepared(root), split, transform)

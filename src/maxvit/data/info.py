@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from maxvit.data.prepare import SPLITS, read_manifest
+from maxvit.files import atomic_write
 
 SHEET_CLASSES = 6  # rows of the contact sheet
 SHEET_SAMPLES = 8  # columns of the contact sheet
@@ -106,10 +106,4 @@ def contact_sheet(
                 draw.text((label_w + c * cell + 4, 2), columns[c], fill="black", font=font)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        sheet.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return atomic_write(out, lambda tmp: sheet.save(tmp, format="PNG"))

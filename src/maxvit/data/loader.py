@@ -1,6 +1,10 @@
-"""Deterministic, resumable training loader and sharded evaluation loader.
+"""Deterministic, resumable training loaders and sharded evaluation loaders, for every source.
 
-The training loader works batch by batch: for each epoch it builds a *plan*, the list of
+`build_train_loader` and `build_eval_loader` take any data source (`maxvit.data.open_data`):
+Tiny ImageNet and class folders load through the batch plans below; WebDataset shards stream
+through :mod:`maxvit.data.stream`, which keeps the same interface.
+
+The map-style training loader works batch by batch: for each epoch it builds a *plan*, the list of
 (sample indices, pass kind) of every batch of this rank, as a pure function of
 (seed, epoch, rank, world_size). A worker turns one plan entry into a batch, drawing every
 per-sample random choice from a NumPy generator seeded with (seed, epoch, rank, batch number).
@@ -12,21 +16,37 @@ buffer" is read as four passes over the (sharded) train set, each with its own p
 its own batches, all batches of the epoch then shuffled together at batch level. Batches are
 therefore homogeneous in kind (0 plain, 1 mixup, 2 cutmix, 3 erasing), which is what mixing
 within a batch needs, and the kinds are spread evenly over the epoch.
+
+Bad samples: an image that cannot be decoded is left out of its batch (so that batch is
+smaller) and counted by `BadSamples`, which names the first few and stops the run when more
+than 1% of a split's samples fail.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from maxvit.data.datasets import ImageFolderDataset, TinyImageNet, open_split
-from maxvit.data.transforms import AugmentConfig, TrainTransform, check_img_size
+from maxvit.data.bad import BadSamples
+from maxvit.data.datasets import ImageFolderDataset, TinyImageNet
+from maxvit.data.sources import SHARDS, DataSource, open_data
+from maxvit.data.stream import ShardTrainLoader, shard_eval_batches
+from maxvit.data.transforms import (
+    AugmentConfig,
+    TrainTransform,
+    check_eval_crop,
+    check_img_size,
+    decode_crop,
+    eval_box,
+    one_thread,
+    stack_images,
+)
 from maxvit.errors import UserError
 
 # One plan entry: (epoch, batch number in the epoch, sample indices, pass kind).
@@ -72,26 +92,9 @@ def epoch_plan(
     return batches
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread inside (loader workers already do; this covers num_workers=0).
-
-    The per-sample ops work on many small images: splitting each across threads costs more
-    than it gains (measured 20x slower for a batch of 16 at 64x64 on a busy 2-vCPU machine).
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _BatchMaker(torch.utils.data.Dataset):
-    """Turns a plan entry into (uint8 images, int64 labels, int64 kinds); runs in the workers."""
+    """Turns a plan entry into (uint8 images, int64 labels, int64 kinds, failures); runs in the
+    workers. Folder images are decoded here, straight into their crops."""
 
     def __init__(
         self,
@@ -105,13 +108,20 @@ class _BatchMaker(torch.utils.data.Dataset):
         self.seed = seed
         self.rank = rank
 
-    def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, ...] | tuple:
         epoch, number, indices, kind = spec
         rng = np.random.default_rng([self.seed, epoch, self.rank, number])
-        with _one_thread():
-            images = self.transform(self.dataset.fetch(indices), rng)
+        failed: list[tuple[str, str]] = []
+        with one_thread():
+            if isinstance(self.dataset, TinyImageNet):
+                images = self.transform(self.dataset.fetch(indices), rng)
+            else:
+                files = [self.dataset.files[i] for i in indices]
+                images, kept, failed = self.transform.encoded(files, rng, [str(f) for f in files])
+                indices = indices[kept]
         labels = torch.from_numpy(self.dataset.labels[indices].astype(np.int64))
-        return images, labels, torch.full((len(indices),), kind, dtype=torch.int64)
+        kinds = torch.full((len(indices),), kind, dtype=torch.int64)
+        return images, labels, kinds, failed
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -136,7 +146,8 @@ class TrainLoader:
     ``len(loader)`` is the number of batches per epoch, ``set_epoch(e)`` selects the epoch and
     ``iter_from(k)`` starts at batch k (``iter(loader)`` starts at 0). The images are at the
     loader's resolution (:attr:`image_size`); :class:`~maxvit.data.transforms.BatchAugment`
-    brings them to the model's size on the device.
+    brings them to the model's size on the device. A batch holding an undecodable image is
+    one sample short (see `BadSamples`).
     """
 
     def __init__(
@@ -164,6 +175,7 @@ class TrainLoader:
         self.epoch = 0
         self._plan: tuple[int, list[tuple[np.ndarray, int]]] | None = None
         self._sampler = _PlanSampler()
+        self._bad = BadSamples("train", rank=rank, world=world_size)
         self._loader = DataLoader(
             _BatchMaker(dataset, transform, seed, rank),
             batch_size=None,
@@ -210,10 +222,21 @@ class TrainLoader:
             for number, (indices, kind) in enumerate(plan)
             if number >= start_batch
         ]
-        return iter(self._loader)
+        self._bad.expected = sum(len(indices) for indices, _ in plan)
+        self._bad.new_epoch()
+        return self._batches()
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for images, labels, kinds, failed in self._loader:
+            self._bad.add(len(labels) + len(failed), failed)
+            yield images, labels, kinds
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         return self.iter_from(0)
+
+    def bad_report(self) -> str | None:
+        """A line counting the undecodable samples skipped this epoch, or None."""
+        return self._bad.report()
 
 
 def _check_sharding(rank: int, world_size: int, batch_size: int) -> None:
@@ -223,8 +246,12 @@ def _check_sharding(rank: int, world_size: int, batch_size: int) -> None:
         raise UserError(f"batch size must be positive, got {batch_size}")
 
 
+def _source(data: DataSource | str | Path) -> DataSource:
+    return data if isinstance(data, DataSource) else open_data(data)
+
+
 def build_train_loader(
-    root: str | Path,
+    data: DataSource | str | Path,
     aug: AugmentConfig,
     *,
     batch_size: int,
@@ -235,23 +262,37 @@ def build_train_loader(
     world_size: int = 1,
     drop_last: bool = True,
 ) -> TrainLoader:
-    """The training loader for `root` (prepared folder, official archive or class-per-folder tree).
+    """The training loader of a data source (any layout; a path is opened with `open_data`).
 
-    `batch_size` is per rank; `img_size` is the model's input size (the loader itself yields
-    images at native resolution unless ``aug.resize_first``; see TrainTransform).
+    `batch_size` is per rank; `img_size` is the model's input size (Tiny ImageNet batches come
+    at native resolution unless ``aug.resize_first``; see TrainTransform). Shard sources give
+    a :class:`maxvit.data.stream.ShardTrainLoader`, which behaves the same.
     """
     _check_sharding(rank, world_size, batch_size)
     check_img_size(img_size)
     if seed < 0:
         raise UserError(f"seed must be >= 0, got {seed}")
-    dataset = open_split(root, "train")
+    source = _source(data)
+    transform = TrainTransform(aug, img_size, source.native_size)
+    if source.kind == SHARDS:
+        return ShardTrainLoader(
+            source.shard_split("train"),
+            source.num_classes,
+            aug,
+            transform,
+            batch_size=batch_size,
+            seed=seed,
+            num_workers=num_workers,
+            rank=rank,
+            world_size=world_size,
+        )
+    dataset = source.dataset("train")
     per_rank = len(dataset) // world_size if drop_last else math.ceil(len(dataset) / world_size)
     if drop_last and per_rank < batch_size:
         raise UserError(
             f"{len(dataset)} training images give {per_rank} per rank, fewer than the batch size "
             f"{batch_size}; use a smaller batch"
         )
-    transform = TrainTransform(aug, img_size, dataset.native_size)
     return TrainLoader(
         dataset,
         aug,
@@ -266,53 +307,110 @@ def build_train_loader(
 
 
 class _EvalBatches(torch.utils.data.Dataset):
-    """Index array -> (uint8 images, labels); folder images are resized to `img_size` first."""
+    """Index array -> (uint8 images, labels, failures); folder images are decoded straight into
+    the evaluation geometry (resize, centre crop) at `img_size`."""
 
-    def __init__(self, dataset: TinyImageNet | ImageFolderDataset, img_size: int | None) -> None:
+    def __init__(
+        self, dataset: TinyImageNet | ImageFolderDataset, img_size: int, crop: float
+    ) -> None:
         self.dataset = dataset
         self.img_size = img_size
+        self.box = eval_box(crop, img_size)
 
-    def __getitem__(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self.dataset.fetch(indices)
-        if not isinstance(images, torch.Tensor):
-            from torchvision.transforms.v2 import functional as F
-
-            size = [self.img_size, self.img_size]
-            images = torch.stack([F.resize(img, size, antialias=True) for img in images])
-        return images, torch.from_numpy(self.dataset.labels[indices].astype(np.int64))
+    def __getitem__(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, list]:
+        if isinstance(self.dataset, TinyImageNet):
+            images, failed = self.dataset.fetch(indices), []
+        else:
+            arrays, kept, failed = [], [], []
+            with one_thread():
+                for i in indices.tolist():
+                    name = str(self.dataset.files[i])
+                    try:
+                        arrays.append(decode_crop(name, name, self.img_size, self.box))
+                    except UserError as exc:
+                        failed.append((name, str(exc)))
+                        continue
+                    kept.append(i)
+            images, indices = stack_images(arrays, self.img_size), np.asarray(kept, dtype=np.int64)
+        return images, torch.from_numpy(self.dataset.labels[indices].astype(np.int64)), failed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
 
+class EvalLoader:
+    """Evaluation batches ``(uint8 images, int64 labels)`` of one rank, in order.
+
+    Tiny ImageNet batches come at 64x64 and get their geometry on the device
+    (``EvalTransform(img_size, crop)``); images of any size come at img_size, already resized
+    and centre-cropped (``EvalTransform(img_size, crop=None)``): :attr:`device_crop` says which.
+    Undecodable images are left out and counted (`BadSamples`).
+    """
+
+    def __init__(self, batches: Iterable, bad: BadSamples, device_crop: float | None) -> None:
+        self._batches = batches
+        self._bad = bad
+        self.device_crop = device_crop
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self._bad.new_epoch()
+        for images, labels, failed in self._batches:
+            self._bad.add(len(labels) + len(failed), failed)
+            yield images, labels
+        if (line := self._bad.report()) is not None:
+            print(line, file=sys.stderr, flush=True)
+
+
 def build_eval_loader(
-    root: str | Path,
+    data: DataSource | str | Path,
     split: str,
     *,
     batch_size: int,
     num_workers: int,
     rank: int = 0,
     world_size: int = 1,
-    img_size: int | None = None,
-) -> DataLoader:
-    """Evaluation batches (uint8 images, int64 labels; -1 for the test split), in order.
+    img_size: int = 224,
+    crop: float = 1.0,
+) -> EvalLoader:
+    """Evaluation batches of `split` (uint8 images, int64 labels; -1 for Tiny ImageNet's test).
 
-    Rank r gets samples r, r + world_size, ... (no padding, no drop), so every sample is seen
-    exactly once across ranks. Tiny ImageNet images come at 64x64 (EvalTransform resizes them
-    on the device); class-per-folder images are resized to `img_size` here, so it is required
-    for those.
+    Rank r gets samples r, r + world_size, ... (shards: shards r, r + world_size, ...), with no
+    padding and no drop, so every sample is seen exactly once across ranks. The geometry is
+    the recorded one with `crop` 1.0 (resize to img_size), else resize to img_size / crop and a
+    centre crop of img_size.
     """
     _check_sharding(rank, world_size, batch_size)
-    dataset = open_split(root, split)
-    if isinstance(dataset, ImageFolderDataset) and img_size is None:
-        raise UserError("img_size is required to evaluate a class-per-folder data set")
+    check_img_size(img_size)
+    check_eval_crop(crop)
+    source = _source(data)
+    if source.kind == SHARDS:
+        shards = source.shard_split(split)
+        bad = BadSamples(
+            split, None if shards.size is None else shards.size // world_size, rank, world_size
+        )
+        batches = shard_eval_batches(
+            shards,
+            source.num_classes,
+            batch_size=batch_size,
+            img_size=img_size,
+            crop=crop,
+            num_workers=num_workers,
+            rank=rank,
+            world_size=world_size,
+        )
+        return EvalLoader(batches, bad, None)
+    dataset = source.dataset(split)
     mine = np.arange(rank, len(dataset), world_size)
     batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
-    return DataLoader(
-        _EvalBatches(dataset, img_size),
+    loader = DataLoader(
+        _EvalBatches(dataset, img_size, crop),
         batch_size=None,
         sampler=batches,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator(),
+    )
+    native = isinstance(dataset, TinyImageNet)
+    return EvalLoader(
+        loader, BadSamples(split, len(mine), rank, world_size), crop if native else None
     )

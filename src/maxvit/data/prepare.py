@@ -6,19 +6,17 @@ layout, decodes every image once to 64x64 RGB and writes, per split, ``<split>_i
 ``<split>_files.txt`` (the source name of each row), plus ``wnids.txt`` (class order),
 ``class_names.txt`` (from ``words.txt``) and ``manifest.json`` (counts, sizes, sha256).
 
-The output appears atomically: everything is written into ``<out>.tmp-<pid>`` and renamed to
-``<out>`` only when complete, with the manifest written last, so an interrupted run leaves
-nothing that looks finished. This module does not import torch.
+The output appears atomically (`maxvit.files.staging_dir`): everything is written into
+``.<out>.tmp-<pid>`` and renamed to ``<out>`` only when complete, with the manifest written
+last, so an interrupted run leaves nothing that looks finished. This module does not import torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 import zipfile
@@ -30,7 +28,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from maxvit.data.images import ImageError, open_image, to_rgb
 from maxvit.errors import UserError
+from maxvit.files import sha256_file, staging_dir, write_json
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 200
@@ -52,10 +52,10 @@ def natural_key(name: str) -> list[object]:
 
 
 # --------------------------------------------------------------------------------------------
-# Sources: the official zip, or an unpacked copy of it
+# Archives: the official zip, or an unpacked copy of it
 
 
-class Source:
+class Archive:
     """Read access to the files of an official Tiny ImageNet tree (paths relative to its root)."""
 
     description: str
@@ -65,7 +65,7 @@ class Source:
         raise NotImplementedError
 
 
-class ZipSource(Source):
+class ZipArchive(Archive):
     """The official archive, read in place. Entries with absolute paths or '..' are refused."""
 
     def __init__(self, path: Path) -> None:
@@ -92,7 +92,7 @@ class ZipSource(Source):
         return zf.read(self.prefix + name)
 
 
-class DirSource(Source):
+class DirArchive(Archive):
     """An unpacked official tree (the folder with wnids.txt, or its parent)."""
 
     def __init__(self, path: Path) -> None:
@@ -125,13 +125,13 @@ def check_entry_name(name: str, archive: Path) -> None:
         )
 
 
-def open_source(path: str | Path) -> Source:
+def open_archive(path: str | Path) -> Archive:
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist; {HINT}")
     if path.is_dir():
-        return DirSource(path)
-    return ZipSource(path)
+        return DirArchive(path)
+    return ZipArchive(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not base.startswith("._")
 
 
-def read_layout(source: Source, expected_classes: int | None = NUM_CLASSES) -> Layout:
+def read_layout(source: Archive, expected_classes: int | None = NUM_CLASSES) -> Layout:
     """Check the official layout and list every image with its label.
 
     Raises UserError on: a class count different from `expected_classes`, duplicate wnids, a
@@ -207,7 +207,7 @@ def read_layout(source: Source, expected_classes: int | None = NUM_CLASSES) -> L
     return layout
 
 
-def _class_names(source: Source, names: set[str], wnids: list[str]) -> list[str]:
+def _class_names(source: Archive, names: set[str], wnids: list[str]) -> list[str]:
     """Human-readable names from words.txt (the wnid itself where it has none)."""
     words: dict[str, str] = {}
     if "words.txt" in names:
@@ -220,7 +220,7 @@ def _class_names(source: Source, names: set[str], wnids: list[str]) -> list[str]
     return [words.get(w, w) for w in wnids]
 
 
-def _read_val(source: Source, names: set[str], index: dict[str, int]) -> list[tuple[str, int]]:
+def _read_val(source: Archive, names: set[str], index: dict[str, int]) -> list[tuple[str, int]]:
     if "val/val_annotations.txt" not in names:
         raise UserError(f"{source.description}: val/val_annotations.txt is missing")
     rows: dict[str, int] = {}
@@ -254,19 +254,17 @@ def _read_val(source: Source, names: set[str], index: dict[str, int]) -> list[tu
 # Decoding
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray, bool]:
+def decode_image(data: bytes, name: str) -> tuple[np.ndarray, bool]:
     """JPEG/PNG bytes -> (uint8 64x64x3 RGB array, whether it had to be resized).
 
-    Any mode (L, CMYK, P, RGBA, ...) is converted to RGB; other sizes are resized (bicubic).
+    Modes are converted by `maxvit.data.images.to_rgb`; other sizes are resized (bicubic).
     """
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        # palette images may carry transparency, which PIL only drops cleanly via RGBA
-        rgb = (img.convert("RGBA") if img.mode in ("P", "PA") else img).convert("RGB")
-    resized = rgb.size != (IMAGE_SIZE, IMAGE_SIZE)
-    if resized:
-        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
-    return np.asarray(rgb, dtype=np.uint8), resized
+    with open_image(data, name) as img:
+        rgb = to_rgb(img, name)
+        resized = rgb.size != (IMAGE_SIZE, IMAGE_SIZE)
+        if resized:
+            rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+        return np.asarray(rgb, dtype=np.uint8), resized
 
 
 @dataclass
@@ -278,16 +276,16 @@ class ChunkResult:
     resized: list[int]  # rows whose image was not 64x64
 
 
-def decode_into(source: Source, array: np.ndarray, start: int, names: Sequence[str]) -> ChunkResult:
+def decode_into(
+    source: Archive, array: np.ndarray, start: int, names: Sequence[str]
+) -> ChunkResult:
     """Decode `names` into rows start, start+1, ... of `array`."""
     result = ChunkResult(start, [], [])
     for row, name in enumerate(names, start):
         try:
-            array[row], was_resized = decode_image(source.read(name))
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad image
-            result.failed.append((row, f"{type(exc).__name__}: {exc}"))
+            array[row], was_resized = decode_image(source.read(name), name)
+        except ImageError as exc:
+            result.failed.append((row, str(exc)))
             continue
         if was_resized:
             result.resized.append(row)
@@ -295,7 +293,7 @@ def decode_into(source: Source, array: np.ndarray, start: int, names: Sequence[s
 
 
 def _decode_split(
-    source: Source, array: np.ndarray, names: list[str], workers: int
+    source: Archive, array: np.ndarray, names: list[str], workers: int
 ) -> Iterator[ChunkResult]:
     """Decode `names` into `array` in chunks, in order, with `workers` threads.
 
@@ -315,14 +313,6 @@ def _decode_split(
 # Writing
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _create_array(path: Path, count: int) -> np.ndarray:
     """A zero-filled uint8 (count, 64, 64, 3) .npy file, memory-mapped for writing."""
     shape = (count, IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -333,7 +323,7 @@ def _create_array(path: Path, count: int) -> np.ndarray:
 
 
 def _write_split(
-    source: Source,
+    source: Archive,
     folder: Path,
     split: str,
     names: list[str],
@@ -382,20 +372,6 @@ def _write_split(
     }
 
 
-def _stale_temp_dirs(out: Path) -> Iterator[Path]:
-    """Temporary folders of earlier prepare runs of `out` whose process no longer exists."""
-    for path in out.parent.glob(f"{out.name}.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            yield path
-        except PermissionError:
-            continue
-
-
 def _check_destination(out: Path, force: bool) -> None:
     if not out.exists():
         return
@@ -428,19 +404,13 @@ def prepare(
 
     out = Path(out).expanduser().absolute()
     _check_destination(out, force)
-    src = open_source(source)
+    src = open_archive(source)
     layout = read_layout(src, expected_classes)
     if workers is None:  # threads measured 15-30% slower than one on a 2-vCPU machine
         cpus = os.cpu_count() or 1
         workers = 1 if cpus <= 2 else min(cpus, 8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _stale_temp_dirs(out):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     total = sum(len(v) for v in layout.files.values())
-    try:
+    with staging_dir(out, replace=force) as tmp:
         with tqdm(total=total, unit="img", desc="decode", disable=quiet or None) as bar:
             splits = {
                 split: _write_split(
@@ -469,29 +439,11 @@ def prepare(
             "splits": splits,
             "files": files,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        _finish(tmp, out, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / MANIFEST, manifest)  # last: a folder without it is not a data set
+        _check_destination(out, force)  # it may have appeared while we were decoding
     if not quiet:
         _report(out, splits, len(layout.wnids))
     return out
-
-
-def _finish(tmp: Path, out: Path, force: bool) -> None:
-    """Move the completed temporary folder to `out` (replacing a prepared one with `force`)."""
-    old = None
-    if out.exists():
-        _check_destination(out, force)  # it may have appeared while we were decoding
-        if (out / MANIFEST).exists():
-            old = out.parent / f"{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-        else:
-            out.rmdir()
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _report(out: Path, splits: dict[str, dict], classes: int) -> None:

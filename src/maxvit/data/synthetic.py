@@ -1,8 +1,10 @@
-"""A small synthetic archive in the official Tiny ImageNet layout, for tests on any machine.
+"""Small synthetic data sets for tests on any machine: a Tiny ImageNet archive in the official
+layout, and a class-per-folder tree of images of odd sizes, formats and modes.
 
-Each class has its own colour and stripe direction (so a model can learn something), a fifth
-of the images are grayscale JPEGs, one is CMYK and one is not 64x64, as in the real data.
-Flags add the defects the preparation must catch.
+Each class has its own colour and stripe direction (so a model can learn something). In the
+archive a fifth of the images are grayscale JPEGs, one is CMYK and one is not 64x64, as in the
+real data; flags add the defects the preparation must catch. The tree cycles through every
+format and mode the loaders must turn into 8-bit RGB (`TREE_KINDS`).
 """
 
 from __future__ import annotations
@@ -103,3 +105,68 @@ def make_synthetic_archive(
         if unsafe_entry is not None:
             zf.writestr(unsafe_entry, "x")
     return path
+
+
+# (file suffix, PIL mode, PIL format) of the images of a synthetic tree, in turn
+TREE_KINDS = (
+    (".JPEG", "RGB", "JPEG"),
+    (".jpg", "L", "JPEG"),
+    (".png", "RGBA", "PNG"),
+    (".jpeg", "CMYK", "JPEG"),
+    (".png", "P", "PNG"),
+    (".webp", "RGB", "WEBP"),
+    (".png", "I;16", "PNG"),
+    (".png", "LA", "PNG"),
+)
+
+
+def _tree_image(label: int, k: int, rng: np.random.Generator, kind: int) -> tuple[bytes, str]:
+    suffix, mode, fmt = TREE_KINDS[kind % len(TREE_KINDS)]
+    size = (40 + 13 * (k % 5), 36 + 11 * ((k + label) % 4))  # odd, non-square sizes
+    array = _image(label, k, rng, size)
+    if mode == "I;16":
+        img = Image.fromarray(array.mean(2).astype(np.uint16) * 257)  # 16-bit gray, full range
+    elif mode == "P":
+        img = Image.fromarray(array).convert("P", palette=Image.Palette.ADAPTIVE)
+        img.info["transparency"] = 0
+    elif mode in ("RGBA", "LA"):
+        img = Image.fromarray(array).convert(mode)
+        alpha = np.full(size[::-1], 255, np.uint8)
+        alpha[:, : size[0] // 4] = 0  # a transparent band on the left
+        img.putalpha(Image.fromarray(alpha))
+    else:
+        img = Image.fromarray(array).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"transparency": 0} if mode == "P" else {}))
+    return buf.getvalue(), suffix
+
+
+def make_synthetic_tree(
+    root: str | Path,
+    *,
+    num_classes: int = 4,
+    train_per_class: int = 6,
+    val_per_class: int = 2,
+    corrupt: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write ``root/{train,val}/<class>/<image>`` and return `root`.
+
+    Images cycle through `TREE_KINDS` (JPEG RGB, grayscale and CMYK; PNG RGBA, palette with
+    transparency, 16-bit gray and LA; WebP) at odd sizes. corrupt: the first train image of the
+    second class is a truncated JPEG.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    n = 0
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        for label in range(num_classes):
+            folder = root / split / f"class_{label:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                data, suffix = _tree_image(label, k, rng, n)
+                n += 1
+                if corrupt and split == "train" and label == 1 and k == 0:
+                    data, suffix = _jpeg(_image(label, k, rng))[:300], ".jpg"
+                (folder / f"img_{k:03d}{suffix}").write_bytes(data)
+    return root

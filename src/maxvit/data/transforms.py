@@ -2,15 +2,18 @@
 
 The pipeline is split in two so that each step runs where it is cheap:
 
-* :class:`TrainTransform` runs in the loader workers on a whole batch of uint8 images at the
-  images' own resolution (64x64 for Tiny ImageNet): crop, flip, RandAugment. Random parameters
-  are drawn per sample from a NumPy generator that the loader seeds from (seed, epoch, batch),
-  so the result never depends on the worker or on any global random state.
-* :class:`BatchAugment` runs on the training device: mixup / cutmix / random erasing by pass
-  kind (still on uint8, at loader resolution, where it costs almost nothing), upsampling to the
-  model's input size (uint8 bilinear), conversion to float with ImageNet normalisation, and the
-  soft targets with label smoothing. Its randomness comes only from the ``torch.Generator`` it
-  is given.
+* :class:`TrainTransform` runs in the loader workers: decoding (for images of any size,
+  straight into the crop), crop / resize and flip, at the loader's resolution (the images' own
+  64x64 for Tiny ImageNet, the model's size otherwise). Random parameters are drawn per sample
+  from a NumPy generator that the loader seeds from (seed, epoch, batch), so the result never
+  depends on the worker or on any global random state.
+* :class:`BatchAugment` runs on the training device, on the whole uint8 batch: RandAugment,
+  mixup / cutmix / random erasing by pass kind, upsampling to the model's input size (uint8
+  bilinear, only when the loader's resolution is lower), conversion to float with ImageNet
+  normalisation, and the soft targets with label smoothing. Its randomness comes only from the
+  ``torch.Generator`` it is given.
+* :class:`EvalTransform` (device) resizes, centre-crops and normalises Tiny ImageNet batches;
+  images of any size get the same geometry per image in the loader (:func:`eval_box`).
 
 RandAugment is torchvision's (``v2.RandAugment``): its operation table and its per-operation
 function are used as they are, only the random choices are drawn per sample and the samples
@@ -20,7 +23,7 @@ that drew the same operation are transformed together.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,8 @@ from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from maxvit.data.images import ImageError, decode_rgb, image_size, read_bytes
+from maxvit.data.images import Source as ImageSource
 from maxvit.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,8 +60,8 @@ class AugmentConfig:
     four_pass: bool = True
     randaugment_ops: int = 2  # RandAugment: operations applied in sequence to each image
     randaugment_magnitude: int = 9  # RandAugment: magnitude bin (of 31) of every operation
-    mixup_alpha: float = 0.2  # Beta(alpha, alpha) of the mixup weight
-    cutmix_alpha: float = 0.2  # Beta(alpha, alpha) of the cutmix weight (before exact area)
+    mixup_alpha: float = 0.2  # Beta(alpha, alpha) of the mixup weight (timm pipeline: 0 = off)
+    cutmix_alpha: float = 0.2  # Beta(alpha, alpha) of the cutmix weight (timm pipeline: 0 = off)
     erase_area: tuple[float, float] = (0.2, 0.5)  # random erasing: area fraction of the box
     erase_prob: float = 0.25  # timm pipeline only (seed pipeline erases in its erasing pass)
     label_smoothing: float = 0.1  # mass spread evenly over all classes after mixing
@@ -72,8 +77,10 @@ class AugmentConfig:
             raise UserError(f"erase_area must satisfy 0 < low <= high < 1, got {self.erase_area}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.mixup_alpha <= 0 or self.cutmix_alpha <= 0:
-            raise UserError("mixup_alpha and cutmix_alpha must be positive")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise UserError("mixup_alpha and cutmix_alpha must be >= 0")
+        if self.pipeline == "seed" and not (self.mixup_alpha > 0 and self.cutmix_alpha > 0):
+            raise UserError("the seed pipeline's mixup and cutmix passes need positive alphas")
         if self.randaugment_ops < 0 or not 0 <= self.randaugment_magnitude < 31:
             raise UserError("randaugment_ops must be >= 0 and randaugment_magnitude in [0, 30]")
 
@@ -91,6 +98,24 @@ class AugmentConfig:
 def scaled_crop(native: int) -> int:
     """Crop side at native resolution with the recorded geometry (64 -> 56)."""
     return round(native * CROP_FRACTION)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside (loader workers already do; this covers num_workers=0).
+
+    The per-sample ops work on many small images: splitting each across threads costs more
+    than it gains (measured 20x slower for a batch of 16 at 64x64 on a busy 2-vCPU machine).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
@@ -174,20 +199,29 @@ class BatchedRandAugment:
 
 
 class TrainTransform:
-    """Per-sample training augmentations applied to a batch of uint8 images (loader side).
+    """Per-sample training geometry, in the loader workers: crop, resize and flip.
 
-    Input: a uint8 tensor (B, 3, H, W) when all images share a size (Tiny ImageNet), or a list of
-    uint8 (3, H, W) tensors of any sizes (class-per-folder datasets). Output: uint8
-    (B, 3, S, S) where S is :attr:`out_size`; :class:`BatchAugment` upsamples to the model size.
+    Two inputs:
+
+    * ``transform(images, rng)``: decoded images, a uint8 tensor (B, 3, H, W) when all share
+      a size (Tiny ImageNet), or a list of uint8 (3, H, W) tensors.
+    * ``transform.encoded(sources, rng)``: encoded images (bytes or file paths) of any size,
+      decoded straight into the crop: the crop box is drawn from the image's header, a JPEG is
+      decoded at the smallest DCT scale that still covers the crop at full output resolution,
+      and crop plus resize is one PIL resample. Undecodable images are left out and reported.
+
+    Output: uint8 (B, 3, S, S), S = :attr:`out_size`. RandAugment, mixing, erasing and
+    normalisation run per batch on the device (:class:`BatchAugment`).
 
     Geometry per pipeline ("native" = Tiny ImageNet with ``resize_first=False``):
 
     * seed, native: random crop of 56 from 64 (the recorded resize-256 / crop-224 geometry at the
-      images' own scale); otherwise resize to round(img_size*256/224) then random crop img_size.
+      images' own scale); otherwise resize to a square of round(img_size*256/224), then a random
+      crop of img_size.
     * timm: RandomResizedCrop (torchvision's parameters) to 64 when native, else to img_size.
-    * none: the image as it is when native, else resized to img_size.
+    * none: the image as it is when native, else resized to img_size x img_size.
 
-    Then, for seed and timm: horizontal flip (p=0.5) and RandAugment.
+    Then, for seed and timm: horizontal flip (p=0.5).
     """
 
     def __init__(self, aug: AugmentConfig, img_size: int, native_size: int | None) -> None:
@@ -200,7 +234,6 @@ class TrainTransform:
             self.resize_to = None if self.native else img_size
             self.out_size = native_size if self.native else img_size
         self._rrc = v2.RandomResizedCrop(self.out_size, antialias=True)
-        self._randaugment = BatchedRandAugment(aug.randaugment_ops, aug.randaugment_magnitude)
 
     def __call__(
         self, images: torch.Tensor | Sequence[torch.Tensor], rng: np.random.Generator
@@ -212,11 +245,47 @@ class TrainTransform:
             out = self._resize(images)
             if pipeline == "seed":
                 out = self._random_crop(out, self.out_size, rng)
-        if pipeline == "none":
-            return out
-        flip = np.flatnonzero(rng.random(out.shape[0]) < 0.5)
-        _put_rows(out, flip, _take_rows(out, flip).flip(-1))
-        return self._randaugment(out, rng)
+        if pipeline != "none":
+            flip = np.flatnonzero(rng.random(out.shape[0]) < 0.5)
+            _put_rows(out, flip, _take_rows(out, flip).flip(-1))
+        return out
+
+    def encoded(
+        self, sources: Sequence[ImageSource], rng: np.random.Generator, names: Sequence[str]
+    ) -> tuple[torch.Tensor, list[int], list[tuple[str, str]]]:
+        """Decode and crop encoded images; returns (uint8 (n, 3, S, S), indices of the images
+        kept, (name, error) of those left out)."""
+        size = self.out_size
+        flips = rng.random(len(sources)) < 0.5
+        seed = int(rng.integers(2**62))
+        images, kept, failed = [], [], []
+        with _seeded_torch(seed), one_thread():
+            for i, src in enumerate(sources):
+                try:
+                    image = decode_crop(src, names[i], size, self._box)
+                except ImageError as exc:
+                    failed.append((names[i], str(exc)))
+                    continue
+                if flips[i] and self.aug.pipeline != "none":
+                    image = image.flip(-1)
+                images.append(image)
+                kept.append(i)
+        return stack_images(images, size), kept, failed
+
+    def _box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """(left, top, width, height) of the region of a full image that becomes the output."""
+        pipeline = self.aug.pipeline
+        if pipeline == "timm":
+            # torchvision only reads the size: a stride-0 view of that shape costs nothing
+            shape_only = torch.empty(1, 1, 1, dtype=torch.uint8).expand(1, height, width)
+            p = self._rrc.make_params([shape_only])
+            return p["left"], p["top"], p["width"], p["height"]
+        if pipeline == "seed":  # square resize to R, then a random S crop: one box
+            r, s = self.resize_to, self.out_size
+            top, left = (int(t) for t in torch.randint(r - s + 1, (2,)))
+            fx, fy = width / r, height / r
+            return left * fx, top * fy, s * fx, s * fy
+        return 0.0, 0.0, float(width), float(height)
 
     def _resize(self, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Stack the images, resized to `resize_to` when set (one call for a uniform batch)."""
@@ -254,6 +323,50 @@ class TrainTransform:
                     )
                 )
         return torch.stack(out)
+
+
+def decode_crop(
+    src: ImageSource,
+    name: str,
+    size: int,
+    box: Callable[[int, int], tuple[float, float, float, float]],
+) -> torch.Tensor:
+    """Decode the region ``box(width, height)`` (left, top, w, h) of an image into a uint8
+    (3, size, size) tensor: a JPEG at the smallest DCT scale that still covers the region at
+    full output resolution, then one antialiased bilinear resize of the region (torch's uint8
+    kernel on the channels-last view, 2x faster than PIL's resize here)."""
+    data = read_bytes(src, name)
+    width, height = image_size(data, name)
+    left, top, w, h = box(width, height)
+    rgb = decode_rgb(data, name, at_least=(width * size / w, height * size / h))
+    fy, fx = rgb.shape[0] / height, rgb.shape[1] / width  # < 1 when decoded at a reduced scale
+    x0, y0 = round(left * fx), round(top * fy)
+    x1 = min(max(round((left + w) * fx), x0 + 1), rgb.shape[1])
+    y1 = min(max(round((top + h) * fy), y0 + 1), rgb.shape[0])
+    region = torch.from_numpy(rgb).permute(2, 0, 1)[None, :, y0:y1, x0:x1]  # (1, 3, h, w) view
+    return F.resize(region, [size, size], antialias=True)[0]  # (3, size, size), contiguous
+
+
+def eval_box(crop: float, size: int) -> Callable[[int, int], tuple[float, float, float, float]]:
+    """The evaluation region: resize the shorter side to round(size / crop), centre crop size."""
+
+    def box(width: int, height: int) -> tuple[float, float, float, float]:
+        side = min(width, height) * size / round(size / crop)  # the crop, in source pixels
+        return (width - side) / 2, (height - side) / 2, side, side
+
+    return box
+
+
+def stack_images(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    """uint8 (3, size, size) tensors -> one uint8 (n, 3, size, size) batch (n may be 0)."""
+    if not images:
+        return torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return torch.stack(list(images))
+
+
+def check_eval_crop(crop: float) -> None:
+    if not 0 < crop <= 1:
+        raise UserError(f"the evaluation crop must be in (0, 1], got {crop}")
 
 
 def _normalise(
@@ -294,12 +407,24 @@ class _Normalising(nn.Module):
 
 
 class EvalTransform(_Normalising):
-    """Evaluation: uint8 batch on the device -> resized to (img_size, img_size), normalised float.
+    """Evaluation on the device: uint8 batch -> (B, 3, img_size, img_size) normalised float.
 
-    This is the recorded test transform (resize to 224x224, no crop).
+    With `crop`, the batch is resized to round(img_size / crop) and centre-cropped to img_size
+    first; crop 1.0 is the recorded test transform (resize to 224x224, no crop), 0.95 the one of
+    the official MaxViT weights. ``crop=None`` is for batches that the loader already brought
+    to img_size with that geometry (images of any size, :func:`eval_box`).
     """
 
+    def __init__(self, img_size: int, crop: float | None = 1.0) -> None:
+        super().__init__(img_size)
+        if crop is not None:
+            check_eval_crop(crop)
+        self.crop = crop
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.crop is not None and self.crop < 1:
+            side = round(self.img_size / self.crop)
+            images = F.center_crop(F.resize(images, [side, side], antialias=True), self.img_size)
         return self.to_model_input(images)
 
 
@@ -328,11 +453,14 @@ def cutmix_boxes(
 
 
 class BatchAugment(_Normalising):
-    """Device-side training augmentation: mixing by kind, upsampling, normalisation, soft targets.
+    """Device-side training augmentation: RandAugment, mixing by kind, upsampling, normalisation,
+    soft targets.
 
     ``forward(images_uint8, labels, kind, generator)`` returns (float normalised images
     (B, 3, img_size, img_size), soft targets (B, num_classes) summing to 1).
 
+    * seed and timm pipelines: RandAugment(randaugment_ops, randaugment_magnitude) per sample
+      (:class:`BatchedRandAugment`), at the loader's resolution, before any mixing.
     * seed pipeline, by pass kind: mixup (partner = the batch rolled by one, weight per sample
       from Beta(alpha, alpha)); cutmix (one box per sample, weight recomputed as the exact
       pasted area); random erasing (one rectangle covering `erase_area` of the image, filled
@@ -350,8 +478,12 @@ class BatchAugment(_Normalising):
         super().__init__(img_size)
         self.aug = aug
         self.num_classes = num_classes
+        self._randaugment = None
+        if aug.pipeline != "none" and aug.randaugment_ops > 0:
+            self._randaugment = BatchedRandAugment(aug.randaugment_ops, aug.randaugment_magnitude)
         self._eraser = v2.RandomErasing(p=1.0, scale=aug.erase_area, value=0)
-        if aug.pipeline == "timm":
+        self._mixup = None
+        if aug.pipeline == "timm" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
             from timm.data import Mixup
 
             self._mixup = Mixup(
@@ -370,6 +502,8 @@ class BatchAugment(_Normalising):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng(_generator_seed(generator))
         targets = nn.functional.one_hot(labels.long(), self.num_classes).float()
+        if self._randaugment is not None:
+            images = self._randaugment(images.clone(), rng)
         if self.aug.pipeline == "seed":
             images, targets = self.mix_by_kind(images, targets, kind, rng)
         elif self.aug.pipeline == "timm":
@@ -457,7 +591,7 @@ class BatchAugment(_Normalising):
         erase = np.flatnonzero(rng.random(images.shape[0]) < self.aug.erase_prob)
         self._erase(images, erase, int(rng.integers(2**62)), noise=True)
         even = images.shape[0] - images.shape[0] % 2  # timm's Mixup needs an even batch
-        if even == 0:
+        if even == 0 or self._mixup is None:
             return images, targets
         x = images[:even].float()
         state = np.random.get_state()  # timm draws from NumPy's global generator

@@ -65,45 +65,79 @@ def from_timm(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch
     return out
 
 
+HUB_PREFIX = "hf-hub:"  # hf-hub:ORG/NAME: the model.safetensors of a Hugging Face Hub repo
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """The local file `spec` names: a path, or ``hf-hub:ORG/NAME`` (downloaded once into the
+    Hugging Face cache, as timm does; e.g. ``hf-hub:timm/maxvit_tiny_tf_224.in1k``)."""
+    text = str(spec)
+    if not text.startswith(HUB_PREFIX):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UserError(f"checkpoint not found: {path}")
+        return path
+    repo = text[len(HUB_PREFIX) :]
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo, "model.safetensors"))
+    except Exception as exc:  # offline, unknown repo, no such file: all mean "not available"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot download {text} ({first}); download model.safetensors of {repo} where "
+            "there is a network and pass its path"
+        ) from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read tensors from a .safetensors file or a torch file (never unpickling objects).
 
     A torch file may hold the state dict itself or wrap it under "model" / "state_dict".
+    `path` may be ``hf-hub:ORG/NAME`` (see `resolve_weights`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    path = resolve_weights(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"cannot read {path} as safetensors: {exc}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling error, truncated file, not a torch file
-        raise UserError(f"cannot read {path} as a weights-only torch file: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {path} as a weights-only torch file: {first}") from None
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
-    if not isinstance(obj, dict):
-        raise UserError(f"{path} does not hold a state dict")
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors")
     return obj
 
 
-def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
+def load_pretrained(model: nn.Module, name: str, path: str | Path) -> str:
     """Load a timm-format or maxvit-format checkpoint into `model` (built as `name`).
 
-    The classifier (``head.*``) is skipped and left freshly initialised when its shape differs
-    (fine-tuning to another number of classes). Any other mismatch raises UserError listing
-    a few keys.
+    The classifier (``model.get_classifier()``) is left freshly initialised when its shape
+    differs (fine-tuning to another number of classes). Any other mismatch raises UserError
+    listing a few keys. Returns one line saying what was loaded and what was re-initialised.
     """
     state = read_state_dict(path)
-    if any(k.startswith("stages.0.blocks.") or k.startswith("head.fc.") for k in state):
+    timm_format = any(k.startswith("stages.0.blocks.") or k.startswith("head.fc.") for k in state)
+    if timm_format:
         state = from_timm(state, name)
     own = model.state_dict()
-    for key in ("head.weight", "head.bias"):
-        if key in state and key in own and state[key].shape != own[key].shape:
-            del state[key]
-    missing = sorted(set(own) - set(state) - {"head.weight", "head.bias"})
+    classifier = model.get_classifier()
+    head = next(n for n, m in model.named_modules() if m is classifier)
+    head_keys = {f"{head}.{k}" for k in classifier.state_dict()}
+    fresh = sorted(k for k in head_keys if k in state and state[k].shape != own[k].shape)
+    old_classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else None
+    for key in fresh:
+        del state[key]
+    missing = sorted(set(own) - set(state) - head_keys)
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
     if missing or unexpected or wrong:
@@ -117,3 +151,9 @@ def load_pretrained(model: nn.Module, name: str, path: str | Path) -> None:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise UserError(f"{path} does not fit {name}: " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
+    kind = "timm" if timm_format else "maxvit"
+    line = f"pretrained: loaded {len(state)} tensors from {path} ({kind} format)"
+    if fresh or not head_keys & set(state):
+        new_classes = classifier.weight.shape[0]
+        line += f"; classifier re-initialised ({old_classes or '?'} -> {new_classes} classes)"
+    return line

@@ -184,9 +184,23 @@ class MaxVit(nn.Module):
         """(B, 3, S, S) -> last stage map (B, C, S/32, S/32)."""
         return self.stages(self.stem(x))
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Last stage map (B, C, h, w) -> logits (B, classes), or the features the classifier
+        sees (B, C) with `pre_logits` (timm's convention)."""
+        x = self.pre_logits(self.head_norm(x.mean((2, 3))))  # (B, C)
+        return x if pre_logits else self.head(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x).mean((2, 3))  # (B, C)
-        return self.head(self.pre_logits(self.head_norm(x)))
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The final Linear layer (timm's convention)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a freshly initialised one with `num_classes` outputs."""
+        self.head = nn.Linear(self.head.in_features, num_classes)
+        init_weights(self.head)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names exempt from weight decay in the `paper` recipe: norms, biases and

@@ -1,4 +1,5 @@
-"""`maxvit repro`: the reduced-scale reproduction study (see maxvit.repro.study, docs/repro.md)."""
+"""`maxvit repro` (the reduced-scale reproduction study, maxvit.repro.study, docs/repro.md) and
+`maxvit report`, which rebuilds the report of a training run or of a study folder."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_repro)
 
+    p = sub.add_parser(
+        "report", help="write curves.png and summary.md of a run folder (or a study's REPORT.md)"
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_report)
+
 
 def _repro(args: argparse.Namespace) -> int:
     from maxvit.errors import UserError
@@ -49,4 +56,17 @@ def _repro(args: argparse.Namespace) -> int:
     if not args.data:
         raise UserError("--data is required (a Tiny ImageNet archive or prepared folder)")
     print(run_study(args.preset, args.data, out, args.overrides))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if (Path(args.run_dir) / "study.json").is_file():  # a `maxvit repro` study folder
+        from maxvit.repro.study import rebuild_report
+
+        print(rebuild_report(args.run_dir))
+        return 0
+    from maxvit.train.report import write_report
+
+    for path in write_report(args.run_dir):
+        print(path)
     return 0

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from maxvit.errors import UserError
+from maxvit.files import atomic_write, write_json, write_text
 
 ROLES = ("MaxViT", "ViT", "CoAtNet")  # the part each of a plan's three models plays
 NANO = ("maxvit_nano", "vit_nano", "coatnet_nano")  # CPU-sized, about 2.6 M parameters each
@@ -129,14 +130,18 @@ def run_study(
     `data` is an archive, unpacked or prepared folder (prepared on first use). Re-running with
     the same arguments reuses what is done; different arguments on the same `out` are refused.
     """
-    from maxvit.train.trainer import find_data
+    from maxvit.data import open_data
+    from maxvit.data.sources import TINY
 
     overrides = list(overrides or [])
     out = Path(out)
     plan, config = study_config(preset, data, overrides)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    root = find_data(config.data)
+    source = open_data(config.data)
+    if source.kind != TINY:
+        raise UserError(f"the study runs on Tiny ImageNet; {source.describe()} is not")
+    root = Path(source.location)
     config = dataclasses.replace(config, data=str(root.resolve()))
     study = _start_study(out, preset, plan, config, root, overrides)
 
@@ -202,8 +207,9 @@ def _start_study(
 def _train_one(out: Path, study: dict, config: Any) -> None:
     """Train one model (or resume / reuse its run), then its clean-train evaluation."""
     from maxvit.train.config import load_config
+    from maxvit.train.evaluate import evaluate_checkpoint
     from maxvit.train.report import read_metrics
-    from maxvit.train.trainer import evaluate_checkpoint, train
+    from maxvit.train.trainer import train
 
     run = out / "runs" / config.model
     saved = run / "config.yaml"
@@ -540,9 +546,7 @@ def rebuild_report(out: str | Path) -> Path:
     png = results.out / "curves.png"
     plot_curves(results, png)
     report = results.out / "REPORT.md"
-    tmp = report.with_name(f".{report.name}.tmp{os.getpid()}")
-    tmp.write_text(render_report(results))
-    os.replace(tmp, report)
+    write_text(report, render_report(results))
     return report
 
 
@@ -763,10 +767,10 @@ def plot_curves(results: StudyResults, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(scale_label(results), fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,9 +788,7 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, data, indent=2)
 
 
 def _now() -> str:

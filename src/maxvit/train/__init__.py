@@ -18,8 +18,8 @@ _EXPORTS = {
     "list_presets": "maxvit.train.config",
     "load_config": "maxvit.train.config",
     "train": "maxvit.train.trainer",
-    "evaluate": "maxvit.train.trainer",
-    "evaluate_checkpoint": "maxvit.train.trainer",
+    "evaluate": "maxvit.train.evaluate",
+    "evaluate_checkpoint": "maxvit.train.evaluate",
 }
 
 __all__ = [
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
         load_config,
         load_preset,
     )
-    from maxvit.train.trainer import evaluate, evaluate_checkpoint, train
+    from maxvit.train.evaluate import evaluate, evaluate_checkpoint
+    from maxvit.train.trainer import train
 
 
 def __getattr__(name: str) -> Any:

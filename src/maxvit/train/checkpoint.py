@@ -16,8 +16,6 @@ the old one, so a crash or a full disk mid-save leaves the previous checkpoint i
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from maxvit.errors import UserError
+from maxvit.files import atomic_write
 
 FORMAT = "maxvit-checkpoint-1"
 
@@ -40,21 +39,9 @@ class CheckpointInfo:
     model: str  # create_model name
     img_size: int  # input side the model was trained and is evaluated at
     class_names: list[str]  # index -> human-readable class name
+    eval_crop: float  # centre-crop fraction of its evaluation transform (1.0: none)
     step: int  # optimizer steps done when saved
     epoch: int  # epochs completed when saved
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` through `write(tmp)` then rename; on any error the old file stays as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
@@ -120,6 +107,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointI
         model=meta["model"],
         img_size=int(meta["img_size"]),
         class_names=json.loads(meta["class_names"]),
+        eval_crop=float(meta.get("eval_crop", 1.0)),  # absent from older checkpoints
         step=int(meta["step"]),
         epoch=int(meta["epoch"]),
     )

@@ -1,4 +1,4 @@
-"""Commands of the training area: train, eval, predict, report, export."""
+"""Commands of the training area: train, eval, predict, export (report: maxvit.repro.cli)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Run under `torchrun --nproc-per-node N -m maxvit train ...` for DDP.",
     )
     p.add_argument(
-        "--preset", default="seed", help="recipe: seed, paper, cpu-mini, smoke (default seed)"
+        "--preset",
+        default="seed",
+        help="recipe: seed, paper, finetune, imagenet, cpu-mini, smoke (default seed)",
     )
     p.add_argument(
         "--data",
-        help="Tiny ImageNet archive, unpacked or prepared folder (default ./data, "
-        "downloaded there when absent)",
+        help="data set: Tiny ImageNet (zip, unpacked or prepared folder), class folders "
+        "(ROOT/train/<class>/...), or WebDataset shards (folder, brace pattern, URL, pipe:); "
+        "default ./data",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download Tiny ImageNet into --data's folder when it holds no data set",
     )
     p.add_argument("--model", help="model name (shortcut for --set model=NAME)")
     p.add_argument("--out", help="run folder (default runs/PRESET)")
@@ -42,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1, top-5, loss as JSON")
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument(
-        "--data", required=True, help="Tiny ImageNet archive, unpacked or prepared folder"
+        "--data", required=True, help="data set (any layout `maxvit train --data` accepts)"
     )
     p.add_argument(
         "--split",
@@ -55,7 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--num-workers",
         type=int,
         default=0,
-        help="loader processes (default 0: prepared images need no decoding)",
+        help="loader processes (default 0; full-size images decode faster with a few)",
+    )
+    p.add_argument(
+        "--crop",
+        type=float,
+        default=None,
+        help="centre-crop fraction (default: the checkpoint's eval_crop; 1.0 = no crop)",
     )
     p.set_defaults(func=_eval)
 
@@ -63,10 +77,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_predict)
-
-    p = sub.add_parser("report", help="write curves.png and summary.md of a run folder")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.set_defaults(func=_report)
 
     p = sub.add_parser("export", help="export a checkpoint's model (ONNX)")
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
@@ -77,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from maxvit.train.config import apply_overrides, load_config, load_preset
-    from maxvit.train.trainer import DEFAULT_DATA, train
+    from maxvit.train.trainer import train
 
     out = Path(args.out or f"runs/{args.preset}")
     saved = out / "config.yaml"
@@ -91,19 +101,23 @@ def _train(args: argparse.Namespace) -> int:
     if args.data:
         overrides.append(f"data={args.data}")
     config = apply_overrides(config, overrides)
-    train(config, out, resume=args.resume, download=config.data == DEFAULT_DATA)
+    train(config, out, resume=args.resume, download=args.download)
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from maxvit.train.trainer import evaluate_checkpoint
+    from maxvit.errors import UserError
+    from maxvit.train.evaluate import evaluate_checkpoint
 
+    if args.num_workers < 0 or args.batch_size < 1:
+        raise UserError("--num-workers must be >= 0 and --batch-size >= 1")
     result = evaluate_checkpoint(
         args.checkpoint,
         args.data,
         args.split,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
+        crop=args.crop,
     )
     print(json.dumps(result, indent=2))
     return 0
@@ -116,19 +130,6 @@ def _predict(args: argparse.Namespace) -> int:
         print(result["image"])
         for entry in result["top"]:
             print(f"  {entry['probability']:.4f}  {entry['class']}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from maxvit.train.report import write_report
-
-    if (Path(args.run_dir) / "study.json").is_file():  # a `maxvit repro` study folder
-        from maxvit.repro.study import rebuild_report
-
-        print(rebuild_report(args.run_dir))
-        return 0
-    for path in write_report(args.run_dir):
-        print(path)
     return 0
 
 

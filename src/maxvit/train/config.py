@@ -10,6 +10,7 @@ Unknown keys, presets or ill-typed values raise `UserError` naming the valid cho
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import yaml
 
 from maxvit.data import AugmentConfig
 from maxvit.errors import UserError
+from maxvit.files import write_text
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class TrainConfig:
     model: str = "maxvit_seed"  # name for maxvit.models.create_model
     img_size: int | None = None  # input side for training and evaluation; None = model default
     drop_path: float = 0.0  # stochastic depth rate of the last block (model option drop_path)
-    data: str = "data"  # Tiny ImageNet archive, unpacked or prepared folder (default: ./data)
+    pretrained: str | None = None  # weights to start from (timm maxvit_*_tf_* / maxvit file)
+    data: str = "data"  # data set: Tiny ImageNet, class folders or shards (docs/data.md)
     epochs: int = 40  # epochs; with the four-pass epoch one epoch is 4 passes over train
     steps_per_epoch: int = 0  # cap on optimizer steps per epoch (0 = the loader's full epoch)
     batch_size: int = 128  # global batch per optimizer step (all ranks x accumulation)
@@ -43,6 +46,7 @@ class TrainConfig:
     clip_grad: float = 0.0  # clip the global gradient norm to this value (0 = off)
     ema_decay: float = 0.0  # EMA of the weights (0 = off); when on, the EMA is evaluated and saved
     aug: AugmentConfig = field(default_factory=AugmentConfig)  # augmentation, passes, smoothing
+    eval_crop: float = 1.0  # evaluation: resize to img_size / eval_crop, centre crop img_size
     seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
     num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
     compile: bool = False  # torch.compile the model (pays off on long GPU runs)
@@ -59,6 +63,14 @@ class TrainConfig:
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        floats = [
+            f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+        ]
+        for name in floats:
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0 < self.eval_crop <= 1:
+            raise UserError(f"eval_crop must be in (0, 1], got {self.eval_crop}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.batch_size % self.accum_steps:
@@ -90,10 +102,7 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the config as YAML (every field, so a run is reproducible from its folder)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(config_to_yaml(config))
-    tmp.replace(path)
+    write_text(path, config_to_yaml(config))
 
 
 def config_to_yaml(config: TrainConfig) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from maxvit.errors import UserError
+from maxvit.files import atomic_write
 from maxvit.train.checkpoint import load_model
 
 OPSET = 18
@@ -49,10 +50,4 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     }.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        onnx.save_model(proto, str(tmp))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return atomic_write(out, lambda tmp: onnx.save_model(proto, str(tmp)))

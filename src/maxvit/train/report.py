@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from maxvit.errors import UserError
+from maxvit.files import atomic_write
 
 # The recorded Keras run (REPRODUCTION.md section 4), shown beside maxvit_seed results.
 RECORDED = {"epochs": 40, "train_acc": 95.13, "val_top1": 69.13, "train_loss": (5.10, 1.30)}
@@ -55,10 +56,10 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _summary(run: Path, rows: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""The training loop: `train(config, out_dir)` and `evaluate(...)`, single process or DDP.
+"""The training loop: `train(config, out_dir)`, single process or DDP.
 
 Design decisions (see docs/training.md):
 
@@ -13,6 +13,9 @@ Design decisions (see docs/training.md):
   (accuracy = argmax of logits vs argmax of target), as recorded; they are summed over ranks
   every micro-batch, which also makes every rank see a non-finite loss at the same step.
 * bf16 autocast and channels_last on CUDA only (fp32 is faster on CPUs without bf16 units).
+* The data set comes from `maxvit.data.open_data` (any layout); the class count and names come
+  from it. `pretrained` weights load before training, the head re-initialised when the class
+  count differs.
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from maxvit.device import autocast, to_model_layout
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import distributed
 from maxvit.train.config import TrainConfig, load_config, save_config
+from maxvit.train.evaluate import evaluate
 
-DEFAULT_DATA = "data"
-OFFICIAL_NAME = "tiny-imagenet-200"
 LOG_INTERVAL_S = 30.0  # plain progress lines (no terminal) at most this often
 TB_EVERY_STEPS = 50  # TensorBoard step scalars every this many optimizer steps
 
@@ -82,144 +85,6 @@ def derive_seed(*values: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Data location
-
-
-def find_data(data: str | Path, *, download: bool = False) -> Path:
-    """The prepared Tiny ImageNet folder for `data`, preparing (and downloading) on first use.
-
-    `data` is a prepared folder, the official zip, an unpacked copy, or a folder holding one
-    of these as ``tiny-imagenet-200-prepared``, ``tiny-imagenet-200.zip`` or
-    ``tiny-imagenet-200/`` (the layout `maxvit data download` leaves in ``data/``). With
-    `download`, a missing archive is fetched into that folder first.
-    """
-    from maxvit.data import ensure_prepared
-
-    path = Path(data).expanduser()
-    if path.is_dir() and not _is_dataset(path):
-        for name in (f"{OFFICIAL_NAME}-prepared", f"{OFFICIAL_NAME}.zip", OFFICIAL_NAME):
-            if (path / name).exists():
-                path = path / name
-                break
-    if download and not _is_dataset(path) and not path.is_file():
-        from maxvit.data.download import download as fetch
-
-        try:
-            path = fetch(root=path)
-        except UserError as exc:
-            raise UserError(
-                f"cannot download Tiny ImageNet ({exc}); pass a local copy with --data PATH "
-                "(make train DATA=PATH)"
-            ) from None
-    return ensure_prepared(path)
-
-
-def _is_dataset(path: Path) -> bool:
-    """A prepared folder or an unpacked official copy (not a folder that holds one)."""
-    from maxvit.data.prepare import MANIFEST
-
-    return (path / "wnids.txt").exists() or (path / MANIFEST).exists()
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    root: str | Path,
-    split: str = "val",
-    *,
-    img_size: int,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    device: torch.device | str = "cpu",
-    ctx: distributed.DistContext | None = None,
-) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (percent) and mean cross-entropy of `model` on a split.
-
-    No augmentation: images are resized to `img_size` and normalised (the recorded test
-    transform), so ``split="train"`` gives the clean train accuracy. Under DDP each rank
-    evaluates its shard and the sums are combined, so every rank gets the full-set result.
-    """
-    from maxvit.data import EvalTransform, build_eval_loader
-
-    device = torch.device(device)
-    rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
-    loader = build_eval_loader(
-        root, split, batch_size=batch_size, num_workers=num_workers, rank=rank, world_size=world
-    )
-    transform = EvalTransform(img_size).to(device)
-    was_training = model.training
-    model.eval()
-    loss_sum = top1 = top5 = n = 0.0
-    for images, labels in loader:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        if labels.min() < 0:
-            raise UserError(f"the {split} split has no labels; evaluate on val or train")
-        x = _to_model_layout(transform(images), device)
-        with _autocast(device):
-            logits = model(x).float()
-        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == labels[:, None]
-        top1 += hits[:, 0].sum().item()
-        top5 += hits.any(dim=1).sum().item()
-        n += labels.numel()
-    model.train(was_training)
-    if ctx is not None:
-        loss_sum, top1, top5, n = ctx.sum([loss_sum, top1, top5, n])
-    if n == 0:
-        raise UserError(f"the {split} split is empty")
-    return {"top1": 100 * top1 / n, "top5": 100 * top5 / n, "loss": loss_sum / n, "n": int(n)}
-
-
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data: str | Path,
-    split: str = "val",
-    *,
-    batch_size: int = 128,
-    num_workers: int = 0,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`."""
-    ctx = distributed.setup()
-    try:
-        root = find_data(data)
-        model, info = ckpt.load_model(checkpoint, ctx.device)
-        from maxvit.models.fuse import inference_copy
-
-        model = _to_model_layout(inference_copy(model), ctx.device)
-        result = evaluate(
-            model,
-            root,
-            split,
-            img_size=info.img_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=ctx.device,
-            ctx=ctx,
-        )
-        return {"checkpoint": str(info.path), "model": info.model, "split": split, **result}
-    finally:
-        distributed.cleanup(ctx)
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to_model_layout(x: Any, device: torch.device) -> Any:
-    """channels_last (model or batch) on CUDA, where it speeds up convolutions; on the CPU
-    the gain measured here was small or negative for the small models, so it stays as is."""
-    return x.to(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
-# --------------------------------------------------------------------------------------------
 # Training
 
 
@@ -230,7 +95,7 @@ def train(
 
     With `resume`, continue from ``out_dir/checkpoints/last.pt`` exactly where it stopped
     (mid-epoch included); without a checkpoint there, start a new run. `download` allows
-    fetching the official archive when `config.data` holds none. Under torchrun this runs
+    fetching the official Tiny ImageNet archive into `config.data` when it holds no data set. Under torchrun this runs
     DDP; rank 0 writes every file.
     """
     ctx = distributed.setup()
@@ -255,7 +120,7 @@ class _Run:
     def run(self, *, resume: bool, download: bool) -> Path:
         cfg, ctx = self.cfg, self.ctx
         state = self._read_state(resume)
-        self.root = self._data_root(download)
+        self.source = self._open_data(download)
         if ctx.is_main:  # only now that the data is there: a failed start leaves no folder
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
@@ -311,17 +176,17 @@ class _Run:
             self._say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         return state
 
-    def _data_root(self, download: bool) -> Path:
+    def _open_data(self, download: bool) -> Any:
         """Local rank 0 of each node prepares (and maybe downloads) first; the others reuse."""
-        from maxvit.data import class_names
+        from maxvit.data import open_data
 
         if self.ctx.local_rank == 0:
-            root = find_data(self.cfg.data, download=download)
+            source = open_data(self.cfg.data, download=download)
         self.ctx.barrier()
         if self.ctx.local_rank != 0:
-            root = find_data(self.cfg.data)
-        self.class_names = class_names(root)
-        return root
+            source = open_data(self.cfg.data)
+        self.class_names = list(source.class_names)
+        return source
 
     def _build_model(self) -> None:
         from maxvit.models import create_model, default_img_size
@@ -333,11 +198,17 @@ class _Run:
         model = create_model(
             cfg.model, num_classes=len(self.class_names), img_size=self.img_size, **overrides
         )
+        if cfg.pretrained:
+            from maxvit.models.convert import load_pretrained
+
+            loaded = load_pretrained(model, cfg.model, cfg.pretrained)
+            if self.ctx.is_main:
+                self._say(loaded)
         if cfg.sync_bn:
             if self.device.type != "cuda" or not self.ctx.distributed:
                 raise UserError("sync_bn needs CUDA and more than one process (torchrun)")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = _to_model_layout(model.to(self.device), self.device)
+        self.model = to_model_layout(model.to(self.device), self.device)
         self.ema = None
         if cfg.ema_decay:
             from timm.utils import ModelEmaV3
@@ -363,7 +234,7 @@ class _Run:
             )
         self.micro_batch = cfg.batch_size // per_step
         self.loader = build_train_loader(
-            self.root,
+            self.source,
             cfg.aug,
             batch_size=self.micro_batch,
             img_size=self.img_size,
@@ -494,12 +365,12 @@ class _Run:
             kind = kind.to(self.device, non_blocking=True)
             with torch.no_grad():
                 x, targets = self.batch_aug(images, labels, kind, self.generator)
-            x = _to_model_layout(x, self.device)
+            x = to_model_layout(x, self.device)
             last = micro == cfg.accum_steps - 1
             no_sync = self.ctx.distributed and not last
             with (
                 self.net.no_sync() if no_sync else contextlib.nullcontext(),
-                _autocast(self.device),
+                autocast(self.device),
             ):
                 logits = self.net(x)
                 loss = soft_target_loss(logits, targets)
@@ -526,11 +397,14 @@ class _Run:
         cfg, ctx, p = self.cfg, self.ctx, self.progress
         val_start = time.perf_counter()
         eval_model = self.ema.module if self.ema is not None else self.model
+        if (line := self.loader.bad_report()) is not None:  # every rank counts its own
+            self._say(line)
         val = evaluate(
             eval_model,
-            self.root,
+            self.source,
             "val",
             img_size=self.img_size,
+            crop=cfg.eval_crop,
             batch_size=max(64, 2 * self.micro_batch),  # no gradients: larger batches fit
             num_workers=min(cfg.num_workers, 2),
             device=self.device,
@@ -581,6 +455,7 @@ class _Run:
             "model": self.cfg.model,
             "img_size": self.img_size,
             "class_names": self.class_names,
+            "eval_crop": self.cfg.eval_crop,
             "step": p.step,
             "epoch": p.epoch,
         }

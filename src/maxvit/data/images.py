@@ -1,0 +1,155 @@
+"""Image decoding: the one place the project turns a file or bytes into 8-bit RGB pixels.
+
+Every path that reads images (prepare, class folders, shards, the shard writer, verify,
+predict) goes through this module. JPEGs in RGB, YCbCr or grayscale are decoded by
+libjpeg-turbo through ``simplejpeg`` (the same pixels as PIL gives, 1.35x faster here, and it
+can decode at 1/2, 1/4 or 1/8 scale for nothing when the result is downsampled anyway:
+`decode_rgb`'s `at_least`); everything else goes through PIL (`open_image`, `to_rgb`), so
+every mode is converted the same way:
+
+* RGB as it is; L, 1, CMYK, YCbCr and other colour modes through PIL's conversion;
+* alpha (RGBA, LA, PA, palette with transparency) composited on white, not dropped;
+* 16-bit integer images (I;16*, I) scaled to 8 bits (x / 257), not clipped;
+* float images (F) with values in [0, 1] scaled by 255; other float ranges are refused.
+
+EXIF orientation is not applied (ImageNet pipelines, timm's and torchvision's, do not).
+Anything PIL cannot open or decode, including truncated files and decompression bombs
+(more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows), raises `ImageError` with the
+image's name. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
+
+from maxvit.errors import UserError
+
+BACKGROUND = (255, 255, 255)  # what transparent pixels are composited on
+Source = bytes | str | Path  # encoded image bytes, or a file path
+_JPEG = b"\xff\xd8"  # the start-of-image marker
+
+
+class ImageError(UserError):
+    """An image that cannot be decoded: corrupt, truncated, unsupported or too large."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image in a format PIL knows"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def open_image(src: Source, name: str | None = None) -> Image.Image:
+    """Open an image lazily (header only); `name` is used in error messages."""
+    label = name or (str(src) if not isinstance(src, bytes) else "image bytes")
+    try:
+        return Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode {label} ({_describe(exc)})") from None
+
+
+def _composite(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _from_gray(gray: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.repeat(gray[..., None], 3, axis=2), "RGB")
+
+
+def to_rgb(img: Image.Image, name: str | None = None) -> Image.Image:
+    """Decode `img` and convert it to 8-bit RGB by the rules in the module docstring."""
+    label = name or getattr(img, "filename", None) or "image"
+    try:
+        img.load()
+        mode = img.mode
+        if mode == "RGB":
+            return img
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            mode == "P" and "transparency" in img.info
+        ):
+            return _composite(img)
+        if mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit, holding 16-bit values)
+            values = np.asarray(img).astype(np.float32)
+            gray = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+            return _from_gray(gray)
+        if mode == "F":
+            values = np.asarray(img)
+            if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+                raise ImageError(
+                    f"cannot decode {label} (float image with values outside [0, 1]: "
+                    "its intensity range is unknown)"
+                )
+            return _from_gray(np.rint(values * 255).astype(np.uint8))
+        return img.convert("RGB")
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode {label} ({_describe(exc)})") from None
+
+
+def read_bytes(src: Source, label: str) -> bytes:
+    """The bytes of an encoded image (given as bytes or a file path); ImageError if unreadable."""
+    if isinstance(src, bytes):
+        return src
+    try:
+        return Path(src).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {label} ({_describe(exc)})") from None
+
+
+def _check_pixels(width: int, height: int, label: str) -> None:
+    """Refuse decompression bombs as PIL does (its limit counts for simplejpeg too)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > 2 * limit:
+        raise ImageError(
+            f"cannot decode {label} ({width}x{height} = {width * height} pixels is over twice "
+            f"PIL.Image.MAX_IMAGE_PIXELS ({limit}): a possible decompression bomb)"
+        )
+
+
+def image_size(data: bytes, name: str | None = None) -> tuple[int, int]:
+    """(width, height) from the header of encoded image bytes."""
+    label = name or "image bytes"
+    if data[:2] == _JPEG:
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            return width, height
+        except ValueError:
+            pass  # not for libjpeg-turbo (e.g. CMYK): PIL reads it
+    with open_image(data, label) as img:
+        return img.size
+
+
+def decode_rgb(
+    src: Source, name: str | None = None, *, at_least: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Decode an image file or bytes to a (H, W, 3) uint8 RGB array.
+
+    With `at_least` (width, height), a JPEG is decoded at the smallest reduced DCT scale
+    (2x or more) that still gives at least that size; the caller compares the result's shape
+    with `image_size` for the scale. Other images come at full size.
+    """
+    label = name or (str(src) if not isinstance(src, bytes) else "image bytes")
+    data = read_bytes(src, label)
+    if data[:2] == _JPEG:
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+            _check_pixels(width, height, label)
+            kw = {}
+            if at_least and width >= 2 * at_least[0] and height >= 2 * at_least[1]:
+                kw = {"min_width": math.ceil(at_least[0]), "min_height": math.ceil(at_least[1])}
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", **kw)
+        except ValueError:
+            pass  # CMYK, arithmetic coding, corrupt...: PIL decodes it or names the error
+    img = open_image(data, label)
+    with img:
+        _check_pixels(*img.size, label)
+        return np.array(to_rgb(img, label))  # a writable copy (torch.from_numpy needs one)

@@ -1,0 +1,404 @@
+"""Streaming WebDataset shards for training and evaluation, split over ranks, then workers.
+
+Training (`ShardTrainLoader`), per epoch, as a pure function of (seed, epoch):
+
+1. The shards are permuted and dealt to the ranks: rank r reads shards ``r::world_size``.
+2. A rank's shards are dealt to its W loader workers ("roles" ``q::W``). Each role streams its
+   shards through webdataset's tar reader and a seeded shuffle buffer (`SHUFFLE_BUFFER`
+   samples), cuts the stream into chunks of one batch, and decodes each chunk straight into its
+   crops (`TrainTransform.encoded`), with a generator seeded by (seed, epoch, rank, role, chunk).
+3. The main process takes the chunks in the DataLoader's round-robin order (chunk i from role
+   i mod W) and cuts them into batches of exactly `batch_size`.
+
+Every rank stops after the same number of batches: the smallest rank's sample count divided by
+the batch (the counts come from the manifest). So every sample is read at most once per epoch;
+what a rank holds beyond that (at most one shard's worth when the shards do not divide evenly
+among the ranks, plus less than a batch) waits for a later epoch, where the permutation differs.
+
+Resume: ``iter_from(k)`` restarts the stream at batch k of the epoch without decoding what
+came before: each role skips its first chunks undecoded, the worker-to-role assignment is
+rotated so that the round-robin continues where it stopped, and the first chunk is cut at the
+right sample. That is exact (bit for bit on the CPU) when the world size and worker count are
+those of the interrupted run, no undecodable sample came before the checkpoint in that epoch,
+and the shards hold the counts their manifest gives. Otherwise the resumed epoch still reads
+each sample at most once, but its order differs (docs/data.md).
+
+Evaluation (`shard_eval_batches`): rank r reads shards ``r::world_size`` in order, split over
+its workers; every sample is read exactly once across ranks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from maxvit.data.bad import BadSamples
+from maxvit.data.shards import ShardSplit, decode_sample, sample_name, samples
+from maxvit.data.transforms import (
+    AugmentConfig,
+    TrainTransform,
+    decode_crop,
+    eval_box,
+    one_thread,
+    stack_images,
+)
+from maxvit.errors import UserError
+
+SHUFFLE_BUFFER = 2000  # samples per worker (about 220 MB of ImageNet JPEGs)
+_EMPTY_LABELS = torch.empty(0, dtype=torch.int64)
+
+
+def _deal(n: int, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
+    """The shard indices rank `rank` reads in `epoch`: a seeded permutation, dealt r::world."""
+    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)[rank::world_size]
+
+
+class _TrainStream(IterableDataset):
+    """The chunks one worker delivers in one epoch (see the module docstring).
+
+    Set before each ``iter()``: `epoch`, `rotation` (role of worker d = (d + rotation) % W),
+    `start` (chunk index in the round-robin sequence where the stream resumes) and `items`
+    (chunks each worker yields, padded with empty chunks so every worker yields the same
+    number and the round-robin stays regular).
+    """
+
+    def __init__(
+        self,
+        split: ShardSplit,
+        num_classes: int,
+        transform: TrainTransform,
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        self.split = split
+        self.num_classes = num_classes
+        self.transform = transform
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.rotation = 0
+        self.start = 0
+        self.items = 0
+
+    def role_shards(self, role: int, roles: int) -> list[int]:
+        mine = _deal(len(self.split.urls), self.seed, self.epoch, self.rank, self.world_size)
+        return mine[role::roles].tolist()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
+        info = get_worker_info()
+        worker, roles = (info.id, info.num_workers) if info else (0, 1)
+        role = (worker + self.rotation) % roles
+        skip = (self.start + worker) // roles  # this role's chunks already trained on
+        errors: list[tuple[str, str]] = []
+        stream = itertools.chain.from_iterable(
+            samples(self.split.urls[i], errors) for i in self.role_shards(role, roles)
+        )
+        import webdataset
+
+        state = np.random.SeedSequence([self.seed, self.epoch, self.rank, role]).generate_state(1)
+        shuffle = webdataset.shuffle(SHUFFLE_BUFFER, SHUFFLE_BUFFER, seed=int(state[0]))
+        yielded = 0
+        for index, chunk in enumerate(_chunks(shuffle(stream), self.batch_size)):
+            if index < skip:
+                continue
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, role, index])
+            yield _decode_chunk(chunk, self.num_classes, self.transform, rng, errors)
+            yielded += 1
+        while yielded < self.items - self.start // roles:  # the same count from every worker
+            yield torch.empty((0, 3, 1, 1), dtype=torch.uint8), _EMPTY_LABELS, list(errors)
+            errors.clear()
+            yielded += 1
+
+
+def _chunks(stream: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    while chunk := list(itertools.islice(stream, size)):
+        yield chunk
+
+
+def _decode_chunk(
+    chunk: list[dict[str, Any]],
+    num_classes: int,
+    transform: TrainTransform,
+    rng: np.random.Generator,
+    errors: list[tuple[str, str]],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Decode a chunk of raw samples into (uint8 images, labels, failures incl. shard errors)."""
+    sources, labels, names, failed = [], [], [], list(errors)
+    errors.clear()
+    for sample in chunk:
+        try:
+            image, label = decode_sample(sample, num_classes)
+        except ValueError as exc:
+            failed.append((sample_name(sample), str(exc)))
+            continue
+        sources.append(image)
+        labels.append(label)
+        names.append(sample_name(sample))
+    images, kept, bad = transform.encoded(sources, rng, names)
+    return images, torch.tensor(labels, dtype=torch.int64)[kept], failed + bad
+
+
+class ShardTrainLoader:
+    """Training batches of one rank from shards; the interface of `loader.TrainLoader`.
+
+    Yields ``(images uint8 (B,3,S,S), labels int64 (B,), kind int64 (B,))``; ``len(loader)``,
+    ``set_epoch(e)`` and ``iter_from(k)`` as there. The seed pipeline's pass kinds are drawn
+    per batch (one pass per epoch over the shards).
+    """
+
+    def __init__(
+        self,
+        split: ShardSplit,
+        num_classes: int,
+        aug: AugmentConfig,
+        transform: TrainTransform,
+        *,
+        batch_size: int,
+        seed: int,
+        num_workers: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        if split.counts is None:
+            raise UserError(
+                "training from shards needs the sample count of every shard, which the "
+                "manifest.json written by `maxvit data shard` gives; re-shard these with "
+                "`maxvit data shard SRC --out DIR` (any shards are a valid SRC)"
+            )
+        if len(split.urls) < world_size:
+            raise UserError(
+                f"{len(split.urls)} train shards cannot feed {world_size} ranks; write smaller "
+                "shards (`maxvit data shard --shard-size N`)"
+            )
+        self.split = split
+        self.aug = aug
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.num_classes = num_classes
+        self.image_size: int = transform.out_size
+        self.epoch = 0
+        self._stream = _TrainStream(
+            split,
+            num_classes,
+            transform,
+            batch_size=batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        self._bad = BadSamples("train", None, rank, world_size)
+        if len(self) < 1:
+            raise UserError(
+                f"the smallest rank's share of the train shards is below one batch of {batch_size}"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_count(self, rank: int) -> int:
+        counts = self.split.counts
+        return sum(
+            counts[i] for i in _deal(len(counts), self.seed, self.epoch, rank, self.world_size)
+        )
+
+    def __len__(self) -> int:
+        """Batches per epoch: the same on every rank (the smallest rank's full batches)."""
+        return min(self._rank_count(r) for r in range(self.world_size)) // self.batch_size
+
+    def _chunk_sizes(self) -> list[int]:
+        """Samples in chunk i of the round-robin sequence (chunk i // W of role i % W)."""
+        roles = max(self.num_workers, 1)
+        self._stream.epoch = self.epoch
+        per_role = []
+        for role in range(roles):
+            total = sum(self.split.counts[i] for i in self._stream.role_shards(role, roles))
+            sizes = [self.batch_size] * (total // self.batch_size)
+            per_role.append(sizes + ([total % self.batch_size] if total % self.batch_size else []))
+        items = max(len(s) for s in per_role)
+        return [
+            per_role[i % roles][i // roles] if i // roles < len(per_role[i % roles]) else 0
+            for i in range(items * roles)
+        ]
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches start_batch, start_batch+1, ... of the current epoch."""
+        total = len(self)
+        if not 0 <= start_batch <= total:
+            raise ValueError(f"start batch {start_batch} outside 0..{total}")
+        sizes = self._chunk_sizes()
+        roles = max(self.num_workers, 1)
+        done = start_batch * self.batch_size  # samples of the epoch already trained on
+        start, offset = 0, done
+        while start < len(sizes) and offset >= sizes[start]:
+            offset -= sizes[start]
+            start += 1
+        stream = self._stream
+        stream.epoch, stream.rotation, stream.start = self.epoch, start % roles, start
+        stream.items = len(sizes) // roles
+        self._bad.expected = self._rank_count(self.rank)
+        self._bad.new_epoch()
+        return self._batches(start_batch, total, offset)
+
+    def _batches(self, first: int, total: int, offset: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        loader = DataLoader(
+            self._stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        have = 0
+        number = first
+        last: tuple[torch.Tensor, torch.Tensor] | None = None
+        chunks = iter(loader)
+        while number < total:
+            chunk = next(chunks, None)
+            if chunk is None:  # samples lost to errors: repeat from the last batch to keep step
+                if last is None:
+                    raise UserError("the train shards of this rank yielded no sample")
+                pending.append(last)
+                have += len(last[1])
+            else:
+                images, labels, failed = chunk
+                self._bad.add(len(labels) + len(failed), failed)
+                if offset:
+                    images, labels, offset = images[offset:], labels[offset:], 0
+                if len(labels):
+                    pending.append((images, labels))
+                    have += len(labels)
+            while have >= self.batch_size and number < total:
+                images, labels, pending, have = _take(pending, self.batch_size)
+                last = (images, labels)
+                kind = self._kind(number)
+                yield images, labels, torch.full((len(labels),), kind, dtype=torch.int64)
+                number += 1
+
+    def _kind(self, number: int) -> int:
+        if self.aug.pipeline != "seed":
+            return 0
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, number, 4])
+        return int(rng.integers(4))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self.iter_from(0)
+
+    def bad_report(self) -> str | None:
+        """A line counting the undecodable samples skipped this epoch, or None."""
+        return self._bad.report()
+
+
+def _take(
+    pending: list[tuple[torch.Tensor, torch.Tensor]], n: int
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], int]:
+    """The first n samples of the pending chunks as one batch; returns the rest too."""
+    images, labels, taken = [], [], 0
+    rest = list(pending)
+    while taken < n:
+        x, y = rest.pop(0)
+        need = n - taken
+        if len(y) > need:
+            rest.insert(0, (x[need:], y[need:]))
+            x, y = x[:need], y[:need]
+        images.append(x)
+        labels.append(y)
+        taken += len(y)
+    left = sum(len(y) for _, y in rest)
+    return torch.cat(images), torch.cat(labels), rest, left
+
+
+class _EvalStream(IterableDataset):
+    """Chunks of decoded evaluation images of one rank's shards (split over the workers)."""
+
+    def __init__(
+        self,
+        split: ShardSplit,
+        num_classes: int,
+        *,
+        batch_size: int,
+        img_size: int,
+        crop: float,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        self.split = split
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.img_size = img_size
+        self.crop = crop
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        urls = self.split.urls[self.rank :: self.world_size][worker::workers]
+        errors: list[tuple[str, str]] = []
+        stream = itertools.chain.from_iterable(samples(u, errors) for u in urls)
+        box = eval_box(self.crop, self.img_size)
+        for chunk in _chunks(stream, self.batch_size):
+            arrays, labels, failed = [], [], list(errors)
+            errors.clear()
+            for sample in chunk:
+                name = sample_name(sample)
+                try:
+                    image, label = decode_sample(sample, self.num_classes)
+                    with one_thread():
+                        arrays.append(decode_crop(image, name, self.img_size, box))
+                except (ValueError, UserError) as exc:
+                    failed.append((name, str(exc)))
+                    continue
+                labels.append(label)
+            yield (
+                stack_images(arrays, self.img_size),
+                torch.tensor(labels, dtype=torch.int64),
+                failed,
+            )
+        if errors:
+            yield (
+                torch.empty((0, 3, self.img_size, self.img_size), dtype=torch.uint8),
+                _EMPTY_LABELS,
+                errors,
+            )
+
+
+def shard_eval_batches(
+    split: ShardSplit,
+    num_classes: int,
+    *,
+    batch_size: int,
+    img_size: int,
+    crop: float,
+    num_workers: int,
+    rank: int,
+    world_size: int,
+) -> DataLoader:
+    """Evaluation chunks ``(uint8 images at img_size, labels, failures)`` of rank `rank`."""
+    stream = _EvalStream(
+        split,
+        num_classes,
+        batch_size=batch_size,
+        img_size=img_size,
+        crop=crop,
+        rank=rank,
+        world_size=world_size,
+    )
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=min(num_workers, len(split.urls[rank::world_size])),
+        pin_memory=torch.cuda.is_available(),
+    )
