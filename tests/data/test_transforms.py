@@ -245,3 +245,11 @@ def test_config_validation():
     assert AugmentConfig().pass_kinds() == (PLAIN, MIXUP, CUTMIX, ERASE)
     assert AugmentConfig(four_pass=False).pass_kinds() == (PLAIN,)
     assert AugmentConfig(pipeline="timm").pass_kinds() == (PLAIN,)
+
+
+def test_the_private_torchvision_randaugment_members_still_exist():
+    from maxvit.data.transforms import RANDAUGMENT_PRIVATE
+
+    ra = v2.RandAugment()
+    missing = [name for name in RANDAUGMENT_PRIVATE if not hasattr(ra, name)]
+    assert not missing, f"torchvision moved v2.RandAugment.{missing}: update BatchedRandAugment"

@@ -81,3 +81,12 @@ def test_only_maxvit_is_fused():
     assert inference_copy(vit) is vit
     with pytest.raises(TypeError, match="MaxVit"):
         fuse_for_inference(vit)
+
+
+def test_the_private_onednn_ops_the_copy_calls_still_exist():
+    from maxvit.models.fuse import ONEDNN_OPS
+
+    missing = [op for op in ONEDNN_OPS if not hasattr(torch.ops.mkldnn, op)]
+    assert not missing, (
+        f"torch {torch.__version__} moved torch.ops.mkldnn.{missing}: update fuse.py"
+    )

@@ -155,3 +155,17 @@ def test_paper_style_options_ema_is_what_gets_evaluated_and_saved(synth_data, tm
     assert all(torch.equal(saved[k], ema[f"module.{k}"]) for k in saved)  # ...but the EMA
     logged = json.loads((run / "metrics.jsonl").read_text())
     assert evaluate_checkpoint(run, synth_data, num_workers=0)["top1"] == logged["val_top1"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model=nosuch", "unknown model 'nosuch'"),
+        ("img_size=33", "odd and cannot be halved"),
+        ("batch_size=4096", "fewer than the batch size"),
+    ],
+)
+def test_a_failed_start_leaves_no_run_folder(synth_data, tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        train(smoke_config(synth_data, override), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

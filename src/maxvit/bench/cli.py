@@ -26,25 +26,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser = cmds.add_parser(name, help=text, description=text)
         mod.add_arguments(parser)
         parser.set_defaults(func=mod.run)
-
-
-def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the training step and inference batch, shared by `bench model` and
-    `bench profile`: batch, input side, memory format, fused inference copy, threads."""
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument("--img-size", type=int, default=224, help="input side (default 224)")
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="channels_last model and input (default on)",
-    )
-    parser.add_argument(
-        "--fuse-inference",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="run this project's MaxViT inference on its fused copy (BatchNorm folded, GELU "
-        "fused; maxvit.models.fuse); other models run as shipped (default on; `bench model "
-        "--compile` times the compiled eager model instead)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

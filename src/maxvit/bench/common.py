@@ -27,9 +27,9 @@ from torch import nn
 
 from maxvit import files
 from maxvit.errors import UserError
+from maxvit.models.variants import NUM_CLASSES
 
 # Tiny ImageNet's class count: the head size of every benchmarked model.
-NUM_CLASSES = 200
 
 
 def check_model_name(name: str) -> None:
@@ -88,14 +88,6 @@ def build_model(name: str, img_size: int, num_classes: int = NUM_CLASSES) -> nn.
     from maxvit.models import create_model
 
     return create_model(name, num_classes=num_classes, img_size=img_size)
-
-
-def parse_list(text: str, what: str) -> list[str]:
-    """Split a comma-separated option value; an empty list is a ``UserError``."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items:
-        raise UserError(f"--{what} needs at least one value")
-    return items
 
 
 def resolve_device(name: str) -> torch.device:
@@ -258,6 +250,8 @@ def user_errors_for(name: str, img_size: int) -> Iterator[None]:
     """Turn a model's refusal of an input size into a one-line ``UserError``."""
     try:
         yield
+    except UserError:
+        raise
     except (RuntimeError, ValueError, AssertionError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{name} cannot run at {img_size}x{img_size}: {msg}") from exc

@@ -2,7 +2,8 @@
 
 Each case times two ways of computing the same thing at MaxViT-T shapes (batch 8, 224x224,
 channels_last, fp32, on the CPU), interleaved round by round, and prints the median of each
-and their ratio. The cases:
+and their ratio. Each way returns what it computed, so that the tests can check that the two
+agree (`TOLERANCE`). The cases:
 
 * ``gelu``: tanh-approximated GELU (the official weights' activation) against the exact GELU
   torchvision uses, forward + backward on the widest MBConv activation;
@@ -31,6 +32,26 @@ from maxvit.errors import UserError
 
 # (channels, map side) entering each of MaxViT-T's four stride-2 depthwise convs, batch 8.
 STRIDED = ((256, 112), (512, 56), (1024, 28), (2048, 14))
+
+
+# How closely the two ways of a case agree (max absolute difference); 0 means bit-identical.
+TOLERANCE = {
+    "gelu": 5e-3,  # two approximations of one function (tanh vs erf), on unit-normal inputs
+    "attention": 1e-4,
+    "same-pad": 0.0,
+    "strided-inference": 1e-3,
+    "adamw": 1e-6,
+    "jpeg-decode": 0.0,
+    "crop-resize": 8.0,  # two antialiased bilinear kernels on noisy images, uint8 levels
+}
+
+
+def build_case(name: str) -> tuple[str, Callable[[], Any], str, Callable[[], Any]]:
+    """(label a, function a, label b, function b) of a case; each function returns its result."""
+    cases = _cases()
+    if name not in cases:
+        raise UserError(f"unknown case(s) {[name]}; choose from: {', '.join(cases)}")
+    return cases[name]()
 
 
 def _cases() -> dict[str, Callable[[], tuple]]:
@@ -92,10 +113,12 @@ def _same_pad():
         data.append((x.requires_grad_(), w, c))
 
     def run(pad: nn.Module) -> Callable[[], Any]:
-        def step() -> None:
+        def step() -> list[torch.Tensor]:
+            grads = []
             for x, w, c in data:
                 y = F.conv2d(pad(x), w, None, 2, 0, 1, c)
-                torch.autograd.grad(y, (x, w), torch.ones_like(y))
+                grads += torch.autograd.grad(y, (x, w), torch.ones_like(y))
+            return grads
 
         return step
 
@@ -116,14 +139,12 @@ def _strided_inference():
     pad = SamePad(3)
 
     @torch.inference_mode()
-    def padded() -> None:
-        for x, w, _, c in data:
-            F.conv2d(pad(x), w, None, 2, 0, 1, c)
+    def padded() -> list[torch.Tensor]:
+        return [F.conv2d(pad(x), w, None, 2, 0, 1, c) for x, w, _, c in data]
 
     @torch.inference_mode()
-    def kernel4() -> None:
-        for x, _, w4, c in data:
-            F.conv2d(x, w4, None, 2, 1, 1, c)
+    def kernel4() -> list[torch.Tensor]:
+        return [F.conv2d(x, w4, None, 2, 1, 1, c) for x, _, w4, c in data]
 
     return "4x4 kernel, padding 1", kernel4, "pad + 3x3", padded
 
@@ -133,14 +154,20 @@ def _adamw():
 
     from maxvit.models import create_model
 
+    start = [p.detach() for p in create_model("maxvit_tiny").parameters()]
+    grads = [torch.randn_like(p) for p in start]
+
     def optimizer(fused: bool | None) -> Callable[[], Any]:
-        params = [
-            p.detach().clone().requires_grad_() for p in create_model("maxvit_tiny").parameters()
-        ]
-        for p in params:
-            p.grad = torch.randn_like(p)
+        params = [p.clone().requires_grad_() for p in start]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
         opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05, fused=fused)
-        return opt.step
+
+        def step() -> list[torch.Tensor]:
+            opt.step()
+            return params
+
+        return step
 
     return "AdamW fused", optimizer(True), "AdamW default", optimizer(None)
 
@@ -174,18 +201,17 @@ def _jpeg_decode():
 
     blobs = _jpegs()
 
-    def ours() -> None:
-        for b in blobs:
-            decode_rgb(b)
+    def ours() -> list[np.ndarray]:
+        return [decode_rgb(b) for b in blobs]
 
-    def pil() -> None:
-        for b in blobs:
-            np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+    def pil() -> list[np.ndarray]:
+        return [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs]
 
     return "simplejpeg (decode_rgb)", ours, "PIL decode + convert", pil
 
 
 def _crop_resize():
+    import numpy as np
     import torch
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
@@ -196,14 +222,17 @@ def _crop_resize():
     images = [Image.fromarray(a) for a in arrays]
     box = (10, 10, 360, 272)  # 70% of the side
 
-    def torch_resize() -> None:
+    def torch_resize() -> list[Any]:
+        out = []
         for a in arrays:
             view = torch.from_numpy(a).permute(2, 0, 1)[None, :, box[1] : box[3], box[0] : box[2]]
-            F.resize(view, [224, 224], antialias=True)
+            out.append(F.resize(view, [224, 224], antialias=True)[0].permute(1, 2, 0).numpy())
+        return out
 
-    def pil_resize() -> None:
-        for img in images:
-            img.resize((224, 224), Image.Resampling.BILINEAR, box=box)
+    def pil_resize() -> list[Any]:
+        return [
+            np.asarray(img.resize((224, 224), Image.Resampling.BILINEAR, box=box)) for img in images
+        ]
 
     return "torch uint8 resize (loader)", torch_resize, "PIL resize(box=...)", pil_resize
 
@@ -233,7 +262,7 @@ def run_cases(names: list[str], rounds: int) -> list[dict[str, Any]]:
     cpu = torch.device("cpu")
     rows = []
     for name in names:
-        label_a, a, label_b, b = cases[name]()
+        label_a, a, label_b, b = build_case(name)
         times: dict[str, list[float]] = {label_a: [], label_b: []}
         for r in range(rounds + 1):  # round 0 warms up
             for label, fn in ((label_a, a), (label_b, b)):
@@ -246,7 +275,8 @@ def run_cases(names: list[str], rounds: int) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maxvit.bench.common import apply_threads, format_table, parse_list
+    from maxvit.bench.common import apply_threads, format_table
+    from maxvit.bench.options import parse_list
 
     apply_threads(args.threads)
     rows = run_cases(parse_list(args.cases, "cases"), args.rounds)

@@ -45,8 +45,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         prepare,
         reset_peak_rss,
     )
-    from maxvit.bench.model import fused_copy
-    from maxvit.bench.workload import Workload
+    from maxvit.bench.workload import Workload, fused_copy
 
     apply_threads(spec["threads"])
     device = torch.device(spec["device"])

@@ -19,11 +19,20 @@ training and inference ("our ratio to the faster of the references").
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maxvit.bench.cli import add_workload_arguments
+from maxvit.bench.options import (
+    DEVICES,
+    WorkloadOptions,
+    add_options,
+    from_args,
+    json_option,
+    models_option,
+    option,
+    parse_list,
+)
 from maxvit.errors import UserError
 
 DEFAULT_MODELS = (
@@ -32,99 +41,37 @@ DEFAULT_MODELS = (
 
 
 @dataclass
-class ModelBenchConfig:
-    """Options of one `bench model` run."""
+class ModelBenchConfig(WorkloadOptions):
+    """Options of one `bench model` run: the workload's (batch, size, layout, fused inference,
+    threads), then these."""
 
-    # Models to measure, in table order (registry, timm:<name> or tv:<name>).
-    models: list[str]
-    # Images per training step and per inference batch.
-    batch_size: int = 8
-    # Square input side in pixels.
-    img_size: int = 224
-    # Recorded rounds (one training step + one inference batch per model per round).
-    rounds: int = 5
-    # Unrecorded rounds first (allocator, caches, autotuning, compilation).
-    warmup: int = 2
-    # Model and input in channels_last memory format.
-    channels_last: bool = True
-    # torch.compile every model (compilation happens in the warm-up rounds).
-    compile: bool = False
-    # Time this project's MaxViT inference on its `fuse_for_inference` copy (BN folded, GELU
-    # fused); other models always run as their libraries ship them. Not with `compile`, where
-    # inductor fuses by itself (and cannot trace the copy's oneDNN ops on unfrozen weights).
-    fuse_inference: bool = True
-    # torch.set_num_threads value; None keeps torch's default.
-    threads: int | None = None
-    # auto (CUDA when available), cpu or cuda.
-    device: str = "auto"
-    # Measure peak memory in a fresh subprocess per model.
-    memory: bool = True
-    # How the rounds are summarised: "median" or "min" (fastest round).
-    statistic: str = "median"
-    # Model the ratio table divides by; None means the first model.
-    reference: str | None = None
-    # Reference implementations: others are compared with the faster of these.
-    compare_to: list[str] = field(default_factory=list)
-    # Where to write the JSON result (None: no file).
-    json_path: Path | None = None
+    models: list[str] = models_option(
+        DEFAULT_MODELS,
+        "models to measure, in table order: registry names (maxvit_seed, vit_base_16, ...), "
+        "timm:<name> or tv:<name>",
+    )
+    rounds: int = option(5, "recorded rounds (one training step + one inference batch each)")
+    warmup: int = option(2, "unrecorded rounds first (allocator, caches, compilation)")
+    compile: bool = option(False, "torch.compile every model (compiled in the warm-up rounds)")
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
+    memory: bool = option(True, "peak memory per model, each in a fresh subprocess")
+    statistic: str = option(
+        "median",
+        "summary of the rounds: median, or min (fastest round) on a busy shared machine",
+        choices=("median", "min"),
+    )
+    reference: str | None = option(None, "model the ratio table divides by (default: the first)")
+    compare_to: list[str] = option(
+        [],
+        "comma-separated reference implementations (added to the run if missing); every other "
+        "model is compared with the faster of them",
+        parse=lambda text: parse_list(text, "compare-to") if text else [],
+    )
+    json_path: Path | None = json_option("write the result document here")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--models",
-        default=DEFAULT_MODELS,
-        help="comma-separated names: registry (maxvit_seed, vit_base_16, ...), timm:<name>, "
-        f"tv:<name> (default: {DEFAULT_MODELS})",
-    )
-    add_workload_arguments(parser)
-    parser.add_argument("--rounds", type=int, default=5, help="recorded rounds (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="unrecorded rounds (default 2)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every model")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--memory",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="peak memory per model, each in a fresh subprocess (default on)",
-    )
-    parser.add_argument(
-        "--reference", default=None, help="model the ratio table divides by (default: the first)"
-    )
-    parser.add_argument(
-        "--compare-to",
-        default=None,
-        help="comma-separated reference implementations (added to the run if missing); "
-        "every other model is compared with the faster of them",
-    )
-    parser.add_argument(
-        "--statistic",
-        choices=("median", "min"),
-        default="median",
-        help="summary of the rounds: median, or min on a busy shared machine (default median)",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-
-
-def config_from_args(args: argparse.Namespace) -> ModelBenchConfig:
-    from maxvit.bench.common import parse_list
-
-    return ModelBenchConfig(
-        models=parse_list(args.models, "models"),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
-        rounds=args.rounds,
-        warmup=args.warmup,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        fuse_inference=args.fuse_inference,
-        threads=args.threads,
-        device=args.device,
-        memory=args.memory,
-        statistic=args.statistic,
-        reference=args.reference,
-        compare_to=parse_list(args.compare_to, "compare-to") if args.compare_to else [],
-        json_path=args.json,
-    )
+    add_options(parser, ModelBenchConfig)
 
 
 def validate(cfg: ModelBenchConfig) -> list[str]:
@@ -170,7 +117,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     )
     from maxvit.bench.flops import count_flops
     from maxvit.bench.memprobe import run_probe
-    from maxvit.bench.workload import Workload
+    from maxvit.bench.workload import Workload, fused_copy
 
     models = validate(cfg)
     fuse = cfg.fuse_inference and not cfg.compile
@@ -275,16 +222,6 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     if cfg.json_path is not None:
         write_json(cfg.json_path, doc)
     return doc
-
-
-def fused_copy(model: Any, settings: Any) -> Any:
-    """The prepared (device, memory format) `fuse_for_inference` copy of this project's
-    MaxViT; None for any other model."""
-    from maxvit.bench.common import prepare
-    from maxvit.models.fuse import fuse_for_inference
-    from maxvit.models.model import MaxVit
-
-    return prepare(fuse_for_inference(model), settings) if isinstance(model, MaxVit) else None
 
 
 def ratios_to_reference(results: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
@@ -392,7 +329,7 @@ def render(doc: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """CLI entry: run, print the tables, write JSON when asked."""
-    cfg = config_from_args(args)
+    cfg = from_args(ModelBenchConfig, args)
     doc = run_benchmark(cfg)
     print(render(doc))
     if cfg.json_path is not None:

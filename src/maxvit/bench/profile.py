@@ -19,10 +19,18 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from maxvit.bench.cli import add_workload_arguments
+from maxvit.bench.options import (
+    WorkloadOptions,
+    add_options,
+    from_args,
+    json_option,
+    models_option,
+    option,
+)
 from maxvit.errors import UserError
 
 # Categories of op names, tried in order; the first whose any pattern occurs in the lower-cased
@@ -50,17 +58,21 @@ def categorize(op_name: str) -> str:
     return OTHER
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--models",
-        default="maxvit_tiny,tv:maxvit_t",
-        help="comma-separated names as in `bench model` (default maxvit_tiny,tv:maxvit_t)",
+@dataclass
+class ProfileConfig(WorkloadOptions):
+    """Options of one `bench profile` run: the workload's, then these."""
+
+    models: list[str] = models_option(
+        "maxvit_tiny,tv:maxvit_t", "models to profile (names as in `bench model`)"
     )
-    add_workload_arguments(parser)
-    parser.add_argument("--steps", type=int, default=2, help="profiled steps of each (default 2)")
-    parser.add_argument("--warmup", type=int, default=2, help="unprofiled steps first (default 2)")
-    parser.add_argument("--top", type=int, default=0, help="also list the N slowest ops")
-    parser.add_argument("--json", type=Path, default=None, help="write the result document here")
+    steps: int = option(2, "profiled steps of each")
+    warmup: int = option(2, "unprofiled steps first")
+    top: int = option(0, "also list the N slowest ops")
+    json_path: Path | None = json_option("write the result document here")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, ProfileConfig)
 
 
 @contextlib.contextmanager
@@ -96,15 +108,7 @@ def summarize(op_ms: dict[str, float]) -> dict[str, float]:
     return totals
 
 
-def run_profile(
-    models: list[str],
-    batch_size: int,
-    img_size: int,
-    steps: int,
-    warmup: int,
-    channels_last: bool,
-    fuse_inference: bool,
-) -> list[dict[str, Any]]:
+def run_profile(cfg: ProfileConfig) -> list[dict[str, Any]]:
     """Profile every model; one result per model with per-op and per-category times."""
     import torch
 
@@ -115,26 +119,26 @@ def run_profile(
         prepare,
         user_errors_for,
     )
-    from maxvit.bench.model import fused_copy
-    from maxvit.bench.workload import Workload
+    from maxvit.bench.workload import Workload, fused_copy
 
-    if steps < 1 or warmup < 0 or batch_size < 1:
+    if cfg.steps < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
         raise UserError("--steps and --batch-size must be at least 1, --warmup at least 0")
-    for name in models:
+    for name in cfg.models:
         check_model_name(name)
-    settings = RunSettings(device=torch.device("cpu"), channels_last=channels_last, compile=False)
+    cpu = torch.device("cpu")
+    settings = RunSettings(device=cpu, channels_last=cfg.channels_last, compile=False)
     results = []
-    for name in models:
+    for name in cfg.models:
         print(f"profiling {name} ...", flush=True)
-        with user_errors_for(name, img_size):
-            raw = build_model(name, img_size)
-            fused = fused_copy(raw, settings) if fuse_inference else None
-            work = Workload(prepare(raw, settings), batch_size, img_size, settings, fused)
-            for _ in range(warmup):
+        with user_errors_for(name, cfg.img_size):
+            raw = build_model(name, cfg.img_size)
+            fused = fused_copy(raw, settings) if cfg.fuse_inference else None
+            work = Workload(prepare(raw, settings), cfg.batch_size, cfg.img_size, settings, fused)
+            for _ in range(cfg.warmup):
                 work.train_step()
                 work.infer_step()
-            phases = {"train": _profile(work.train_step, steps)}
-            phases["infer"] = _profile(work.infer_step, steps)
+            phases = {"train": _profile(work.train_step, cfg.steps)}
+            phases["infer"] = _profile(work.infer_step, cfg.steps)
         results.append(
             {
                 "model": name,
@@ -185,41 +189,27 @@ def render(results: list[dict[str, Any]], top: int) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from maxvit.bench.common import apply_threads, environment, parse_list, write_json
+    from maxvit.bench.common import apply_threads, environment, write_json
 
-    if args.json is not None and args.json.is_dir():
-        raise UserError(f"--json {args.json} is a folder; give a file name")
-    apply_threads(args.threads)
-    results = run_profile(
-        parse_list(args.models, "models"),
-        args.batch_size,
-        args.img_size,
-        args.steps,
-        args.warmup,
-        args.channels_last,
-        args.fuse_inference,
-    )
+    cfg = from_args(ProfileConfig, args)
+    if cfg.json_path is not None and cfg.json_path.is_dir():
+        raise UserError(f"--json {cfg.json_path} is a folder; give a file name")
+    apply_threads(cfg.threads)
+    results = run_profile(cfg)
     print(
-        f"cpu, fp32, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-        f"{args.img_size}x{args.img_size}; mean of {args.steps} profiled steps"
+        f"cpu, fp32, {torch.get_num_threads()} threads, batch {cfg.batch_size}, "
+        f"{cfg.img_size}x{cfg.img_size}; mean of {cfg.steps} profiled steps"
     )
-    print(render(results, args.top))
-    if args.json is not None:
+    print(render(results, cfg.top))
+    if cfg.json_path is not None:
+        config = {
+            k: v for k, v in asdict(cfg).items() if k not in ("models", "json_path", "threads")
+        }
         doc = {
             "benchmark": "profile",
-            "config": {
-                k: getattr(args, k)
-                for k in (
-                    "batch_size",
-                    "img_size",
-                    "steps",
-                    "warmup",
-                    "channels_last",
-                    "fuse_inference",
-                )
-            },
+            "config": config,
             "environment": environment(torch.device("cpu")),
             "results": results,
         }
-        write_json(args.json, doc)
+        write_json(cfg.json_path, doc)
     return 0

@@ -25,6 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maxvit.bench.options import (
+    DEVICES,
+    add_options,
+    from_args,
+    models_option,
+    option,
+    parse_list,
+)
 from maxvit.errors import UserError
 from maxvit.files import atomic_write
 
@@ -32,89 +40,38 @@ from maxvit.files import atomic_write
 TOKEN_PATCH = 16
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(s) for s in parse_list(text, "sizes")]
+    except ValueError:
+        raise UserError(f"--sizes must be integers: {text!r}") from None
+
+
 @dataclass
 class ScalingConfig:
     """Options of one `bench scaling` run."""
 
-    # Models to measure (registry, timm:<name> or tv:<name>).
-    models: list[str]
-    # Input sides in pixels.
-    sizes: list[int]
-    # Images per timed inference batch.
-    batch_size: int = 1
-    # Measure inference time (off: FLOPs only, fast).
-    time: bool = True
-    # Recorded timed batches per model and size.
-    rounds: int = 2
-    # Unrecorded batches first.
-    warmup: int = 1
-    # How the timed batches are summarised: "median" or "min" (fastest batch).
-    statistic: str = "median"
-    # Model and input in channels_last memory format.
-    channels_last: bool = True
-    # torch.set_num_threads value; None keeps torch's default.
-    threads: int | None = None
-    # auto (CUDA when available), cpu or cuda.
-    device: str = "auto"
-    # Folder for scaling.json and scaling.png.
-    out: Path = Path("bench-scaling")
+    models: list[str] = models_option(
+        "maxvit_tiny,vit_small_16", "models to measure (registry, timm:<name> or tv:<name>)"
+    )
+    sizes: list[int] = option([224, 448, 672], "comma-separated input sides", parse=_sizes)
+    batch_size: int = option(1, "images per timed inference batch")
+    time: bool = option(True, "measure inference time (--no-time: FLOPs only, fast)")
+    rounds: int = option(2, "recorded timed batches per model and size")
+    warmup: int = option(1, "unrecorded batches first")
+    statistic: str = option(
+        "median",
+        "summary of the timed batches: median, or min (fastest) on a busy machine",
+        choices=("median", "min"),
+    )
+    channels_last: bool = option(True, "channels_last model and input")
+    threads: int | None = option(None, "torch CPU threads (default: torch's)")
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
+    out: Path = option(Path("bench-scaling"), "folder for scaling.json and scaling.png")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--models", default="maxvit_tiny,vit_small_16", help="comma-separated model names"
-    )
-    parser.add_argument(
-        "--sizes", default="224,448,672", help="comma-separated input sides (default 224,448,672)"
-    )
-    parser.add_argument("--batch-size", type=int, default=1, help="images per timed batch")
-    parser.add_argument(
-        "--time",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="measure inference time (--no-time: FLOPs only)",
-    )
-    parser.add_argument("--rounds", type=int, default=2, help="timed batches (default 2)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed batches (default 1)")
-    parser.add_argument(
-        "--statistic",
-        choices=("median", "min"),
-        default="median",
-        help="summary of the timed batches: median, or min on a busy machine (default median)",
-    )
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="channels_last model and input (default on)",
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--out", type=Path, default=Path("bench-scaling"), help="folder for scaling.json/.png"
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> ScalingConfig:
-    from maxvit.bench.common import parse_list
-
-    try:
-        sizes = [int(s) for s in parse_list(args.sizes, "sizes")]
-    except ValueError as exc:
-        raise UserError(f"--sizes must be integers: {args.sizes!r}") from exc
-    return ScalingConfig(
-        models=parse_list(args.models, "models"),
-        sizes=sizes,
-        batch_size=args.batch_size,
-        time=args.time,
-        rounds=args.rounds,
-        warmup=args.warmup,
-        statistic=args.statistic,
-        channels_last=args.channels_last,
-        threads=args.threads,
-        device=args.device,
-        out=args.out,
-    )
+    add_options(parser, ScalingConfig)
 
 
 def fit_slope(xs: list[float], ys: list[float]) -> float | None:
@@ -313,7 +270,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg = from_args(ScalingConfig, args)
     doc = run_scaling(cfg)
     print(render(doc))
     print(f"wrote {cfg.out / 'scaling.json'} and {cfg.out / 'scaling.png'}")

@@ -1,4 +1,5 @@
-"""One model's benchmark workload: a training step and an inference batch on fixed random data."""
+"""One model's benchmark workload: a training step and an inference batch on fixed random data,
+and the fused inference copy it times for this project's MaxViT."""
 
 from __future__ import annotations
 
@@ -51,3 +52,13 @@ class Workload:
         self.infer_model.eval()
         with torch.inference_mode(), autocast(self.settings.device):
             self.infer_model(self.x)
+
+
+def fused_copy(model: nn.Module, settings: RunSettings) -> nn.Module | None:
+    """The prepared (device, memory format) `fuse_for_inference` copy of this project's
+    MaxViT; None for any other model."""
+    from maxvit.bench.common import prepare
+    from maxvit.models.fuse import fuse_for_inference
+    from maxvit.models.model import MaxVit
+
+    return prepare(fuse_for_inference(model), settings) if isinstance(model, MaxVit) else None

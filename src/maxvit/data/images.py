@@ -115,16 +115,23 @@ def _check_pixels(width: int, height: int, label: str) -> None:
         )
 
 
+def _jpeg_header(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG that libjpeg-turbo decodes to RGB, else None (PIL's turn)."""
+    if data[:2] != _JPEG:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return (width, height) if colorspace in ("RGB", "YCbCr", "Gray") else None
+
+
 def image_size(data: bytes, name: str | None = None) -> tuple[int, int]:
     """(width, height) from the header of encoded image bytes."""
-    label = name or "image bytes"
-    if data[:2] == _JPEG:
-        try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            return width, height
-        except ValueError:
-            pass  # not for libjpeg-turbo (e.g. CMYK): PIL reads it
-    with open_image(data, label) as img:
+    header = _jpeg_header(data)
+    if header is not None:
+        return header
+    with open_image(data, name or "image bytes") as img:
         return img.size
 
 
@@ -139,13 +146,14 @@ def decode_rgb(
     """
     label = name or (str(src) if not isinstance(src, bytes) else "image bytes")
     data = read_bytes(src, label)
-    if data[:2] == _JPEG:
+    header = _jpeg_header(data)
+    if header is not None:
+        width, height = header
+        _check_pixels(width, height, label)
+        kw = {}
+        if at_least and width >= 2 * at_least[0] and height >= 2 * at_least[1]:
+            kw = {"min_width": math.ceil(at_least[0]), "min_height": math.ceil(at_least[1])}
         try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-            _check_pixels(width, height, label)
-            kw = {}
-            if at_least and width >= 2 * at_least[0] and height >= 2 * at_least[1]:
-                kw = {"min_width": math.ceil(at_least[0]), "min_height": math.ceil(at_least[1])}
             return simplejpeg.decode_jpeg(data, colorspace="RGB", **kw)
         except ValueError:
             pass  # CMYK, arithmetic coding, corrupt...: PIL decodes it or names the error

@@ -21,12 +21,9 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from maxvit.errors import UserError
-
-if TYPE_CHECKING:
-    from maxvit.data.sources import DataSource
 
 MANIFEST_FORMAT = "maxvit-shards/1"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # where a sample's image bytes may be
@@ -88,53 +85,7 @@ def split_of(name: str) -> str | None:
     return None
 
 
-def open_shards(spec: str | Path) -> DataSource:
-    """The shard data set in folder `spec`, or named by the pattern `spec` (see module doc)."""
-    import braceexpand
-
-    from maxvit.data.sources import LAYOUTS, SHARDS, DataSource
-
-    if isinstance(spec, Path):
-        folder = spec.absolute()
-        urls = sorted(str(p) for p in folder.glob("*.tar"))
-        location = str(folder)
-    else:
-        urls = [u for part in spec.split("::") for u in braceexpand.braceexpand(part)]
-        location = spec
-    by_split: dict[str, list[str]] = {}
-    for url in urls:
-        split = split_of(shard_name(url))
-        if split is None:
-            raise UserError(
-                f"cannot tell the split of shard {shard_name(url)}: shard names start with "
-                "train or val (train-000000.tar)"
-            )
-        by_split.setdefault(split, []).append(url)
-    if "train" not in by_split and "val" not in by_split:
-        raise UserError(f"{location} names no train-*.tar or val-*.tar shards; {LAYOUTS}")
-    first = next(iter(by_split.values()))[0]
-    try:
-        classes = [c.strip() for c in read_text(beside(first, "classes.txt")).splitlines()]
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"cannot read classes.txt beside the shards ({beside(first, 'classes.txt')}): {exc}"
-        ) from None
-    classes = [c for c in classes if c]
-    if not classes or len(set(classes)) != len(classes):
-        raise UserError(f"{beside(first, 'classes.txt')} must list distinct class names")
-    manifest = _read_manifest(beside(first, "manifest.json"))
-    counts = _shard_counts(manifest)
-    shards = {}
-    for split, split_urls in by_split.items():
-        known = [counts.get(shard_name(u)) for u in split_urls]
-        shards[split] = ShardSplit(tuple(split_urls), tuple(known) if None not in known else None)
-    names = manifest.get("class_names") if manifest else None
-    if not (isinstance(names, list) and len(names) == len(classes)):
-        names = classes
-    return DataSource(SHARDS, location, tuple(classes), tuple(names), shards)
-
-
-def _read_manifest(url: str) -> dict[str, Any] | None:
+def read_manifest(url: str) -> dict[str, Any] | None:
     """The manifest beside the shards, or None where there is none (counts then unknown)."""
     try:
         manifest = json.loads(read_text(url))
@@ -145,7 +96,8 @@ def _read_manifest(url: str) -> dict[str, Any] | None:
     return manifest
 
 
-def _shard_counts(manifest: dict[str, Any] | None) -> dict[str, int]:
+def shard_counts(manifest: dict[str, Any] | None) -> dict[str, int]:
+    """Shard file name -> sample count, from a manifest (empty without one)."""
     if manifest is None:
         return {}
     return {

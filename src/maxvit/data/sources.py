@@ -24,11 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maxvit.data.shards import (
+    ShardSplit,
+    beside,
+    is_shard_pattern,
+    read_manifest,
+    read_text,
+    shard_counts,
+    shard_name,
+    split_of,
+)
 from maxvit.errors import UserError
 
 if TYPE_CHECKING:
     from maxvit.data.datasets import ImageFolderDataset, TinyImageNet
-    from maxvit.data.shards import ShardSplit
 
 TINY, FOLDERS, SHARDS = "tiny-imagenet", "class-folders", "shards"
 OFFICIAL_NAME = "tiny-imagenet-200"
@@ -99,8 +108,6 @@ def open_data(spec: str | Path, *, download: bool = False) -> DataSource:
     Tiny ImageNet archives are prepared on first use. With `download`, a folder (or a path that
     does not exist yet) holding no data set gets the official Tiny ImageNet archive first.
     """
-    from maxvit.data.shards import is_shard_pattern, open_shards
-
     text = str(spec)
     if is_shard_pattern(text):
         return open_shards(text)
@@ -164,6 +171,50 @@ def _open_tiny(path: Path) -> DataSource:
     classes = (root / "wnids.txt").read_text().split()
     names = (root / "class_names.txt").read_text().splitlines()
     return DataSource(TINY, str(root), tuple(classes), tuple(names))
+
+
+def open_shards(spec: str | Path) -> DataSource:
+    """The shard data set in folder `spec`, or named by the pattern `spec` (see module doc)."""
+    import braceexpand
+
+    if isinstance(spec, Path):
+        folder = spec.absolute()
+        urls = sorted(str(p) for p in folder.glob("*.tar"))
+        location = str(folder)
+    else:
+        urls = [u for part in spec.split("::") for u in braceexpand.braceexpand(part)]
+        location = spec
+    by_split: dict[str, list[str]] = {}
+    for url in urls:
+        split = split_of(shard_name(url))
+        if split is None:
+            raise UserError(
+                f"cannot tell the split of shard {shard_name(url)}: shard names start with "
+                "train or val (train-000000.tar)"
+            )
+        by_split.setdefault(split, []).append(url)
+    if "train" not in by_split and "val" not in by_split:
+        raise UserError(f"{location} names no train-*.tar or val-*.tar shards; {LAYOUTS}")
+    first = next(iter(by_split.values()))[0]
+    try:
+        classes = [c.strip() for c in read_text(beside(first, "classes.txt")).splitlines()]
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"cannot read classes.txt beside the shards ({beside(first, 'classes.txt')}): {exc}"
+        ) from None
+    classes = [c for c in classes if c]
+    if not classes or len(set(classes)) != len(classes):
+        raise UserError(f"{beside(first, 'classes.txt')} must list distinct class names")
+    manifest = read_manifest(beside(first, "manifest.json"))
+    counts = shard_counts(manifest)
+    shards = {}
+    for split, split_urls in by_split.items():
+        known = [counts.get(shard_name(u)) for u in split_urls]
+        shards[split] = ShardSplit(tuple(split_urls), tuple(known) if None not in known else None)
+    names = manifest.get("class_names") if manifest else None
+    if not (isinstance(names, list) and len(names) == len(classes)):
+        names = classes
+    return DataSource(SHARDS, location, tuple(classes), tuple(names), shards)
 
 
 def _open_folders(root: Path) -> DataSource:

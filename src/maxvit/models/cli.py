@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="maxvit_seed", help="registered model name")
     p.add_argument("--img-size", type=int, default=None, help="input side (model default)")
-    p.add_argument("--num-classes", type=int, default=200)
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classifier outputs (default: Tiny ImageNet's 200)",
+    )
     p.add_argument("--format", choices=("table", "csv"), default="table")
     p.set_defaults(func=_summary)
     p = sub.add_parser("models", help="list the registered models")
@@ -25,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _summary(args: argparse.Namespace) -> int:
     from maxvit.models import create_model, default_img_size
     from maxvit.models.summary import format_csv, format_table, summarize
+    from maxvit.models.variants import NUM_CLASSES
 
     size = args.img_size or default_img_size(args.model)
-    model = create_model(args.model, num_classes=args.num_classes, img_size=size)
+    model = create_model(args.model, num_classes=args.num_classes or NUM_CLASSES, img_size=size)
     rows = summarize(model, size)
     print(format_csv(rows) if args.format == "csv" else format_table(rows))
     return 0

@@ -32,6 +32,11 @@ from torch import nn
 from maxvit.models.layers import MBConv, PartitionAttention
 from maxvit.models.model import MaxVit
 
+# oneDNN's fused "pointwise" kernels have no public PyTorch API: ``torch.ops.mkldnn.
+# _convolution_pointwise`` and ``_linear_pointwise`` are what inductor's own CPU fusions call.
+# tests/models/test_fuse.py checks they exist and fails naming them if a release moves them.
+ONEDNN_OPS = ("_convolution_pointwise", "_linear_pointwise")
+
 
 def _onednn_ok(x: torch.Tensor) -> bool:
     """oneDNN post-op kernels: CPU float32 tensors that need no gradient."""

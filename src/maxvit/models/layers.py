@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -142,7 +143,7 @@ class PartitionAttention(nn.Module):
         p: int,
         head_dim: int,
         expansion: int,
-        act: nn.Module,
+        act_layer: Callable[[], nn.Module],
         ln_eps: float,
         drop_path: float,
         attn_impl: str,
@@ -158,7 +159,9 @@ class PartitionAttention(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=ln_eps)
         self.mlp = nn.Sequential(
             OrderedDict(
-                fc1=nn.Linear(dim, expansion * dim), act=act, fc2=nn.Linear(expansion * dim, dim)
+                fc1=nn.Linear(dim, expansion * dim),
+                act=act_layer(),
+                fc2=nn.Linear(expansion * dim, dim),
             )
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -283,7 +286,7 @@ class MBConv(nn.Module):
         stride: int,
         style: str,
         expansion: int,
-        act: nn.Module,
+        act_layer: Callable[[], nn.Module],
         bn_eps: float,
         drop_path: float,
     ) -> None:
@@ -302,11 +305,12 @@ class MBConv(nn.Module):
                 OrderedDict(pool=pool, conv=nn.Conv2d(cin, cout, 1, bias=paper))
             )
         self.pre_norm = bn(cin) if paper else nn.Identity()
-        self.expand = conv_bn_act(cin, hidden, 1, norm=bn(hidden), act=act)
+        self.expand = conv_bn_act(cin, hidden, 1, norm=bn(hidden), act=act_layer())
         self.depthwise = conv_bn_act(
-            hidden, hidden, 3, stride=stride, groups=hidden, norm=bn(hidden), act=act
+            hidden, hidden, 3, stride=stride, groups=hidden, norm=bn(hidden), act=act_layer()
         )
-        self.se = SqueezeExcite(hidden, cout // 4 if paper else cin, nn.SiLU() if paper else act)
+        se_act = nn.SiLU() if paper else act_layer()
+        self.se = SqueezeExcite(hidden, cout // 4 if paper else cin, se_act)
         self.project = conv_bn_act(hidden, cout, 1, bias=paper, norm=None if paper else bn(cout))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 

@@ -27,10 +27,12 @@ Deliberate deviations and decisions (keep this list current):
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from maxvit.errors import UserError
@@ -97,15 +99,15 @@ class MaxVitBlock(nn.Module):
         self, cin: int, cout: int, stride: int, p: int, cfg: MaxVitConfig, drop_path: float
     ) -> None:
         super().__init__()
-        act = nn.GELU(approximate=cfg.gelu)
+        act_layer = functools.partial(nn.GELU, approximate=cfg.gelu)  # a new module per layer
         self.mbconv = MBConv(
-            cin, cout, stride, cfg.style, cfg.expansion, act, cfg.bn_eps, drop_path
+            cin, cout, stride, cfg.style, cfg.expansion, act_layer, cfg.bn_eps, drop_path
         )
         attn = dict(
             p=p,
             head_dim=cfg.head_dim,
             expansion=cfg.expansion,
-            act=act,
+            act_layer=act_layer,
             ln_eps=cfg.ln_eps,
             drop_path=drop_path,
             attn_impl=cfg.attn_impl,
@@ -125,10 +127,11 @@ class MaxVitBlock(nn.Module):
 class MaxVit(nn.Module):
     """MaxViT classifier: stem -> stages of MaxVitBlocks -> pooled head."""
 
-    def __init__(self, cfg: MaxVitConfig, num_classes: int = 200, img_size: int = 224) -> None:
+    def __init__(self, cfg: MaxVitConfig, num_classes: int, img_size: int = 224) -> None:
         super().__init__()
         self.config = cfg
         self.img_size = img_size
+        self.grad_checkpointing = False
         geometry = cfg.stage_geometry(img_size)
         act = nn.GELU(approximate=cfg.gelu)
         c = cfg.stem_channels
@@ -180,9 +183,52 @@ class MaxVit(nn.Module):
         self.head = nn.Linear(width, num_classes)
         self.apply(init_weights)
 
+        # timm's feature_info: the stem, then each stage's output map (NCHW)
+        self.feature_info = [
+            dict(num_chs=c, reduction=4 if cfg.style == "seed" else 2, module="stem")
+        ] + [
+            dict(num_chs=ch, reduction=img_size // size, module=f"stages.{i}")
+            for i, (ch, (size, _)) in enumerate(zip(cfg.channels, geometry, strict=True))
+        ]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> last stage map (B, C, S/32, S/32)."""
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        for stage in self.stages:
+            x = self._run_stage(stage, x)
+        return x
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            # recompute the stage in backward instead of keeping its activations; the RNG
+            # state is restored for the recomputation, so stochastic depth draws the same
+            return torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: list[int] | None = None, intermediates_only: bool = False
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The maps of `feature_info` (0 the stem, 1-4 the stages; default all), NCHW, for
+        detection and segmentation backbones. Returns them, or with `intermediates_only`
+        False (final stage map, them)."""
+        wanted = set(range(len(self.feature_info)) if indices is None else indices)
+        bad = sorted(i for i in wanted if not 0 <= i < len(self.feature_info))
+        if bad:
+            raise UserError(f"feature indices {bad} are outside 0..{len(self.feature_info) - 1}")
+        x = self.stem(x)
+        maps = [x] if 0 in wanted else []
+        for i, stage in enumerate(self.stages, 1):
+            if intermediates_only and i > max(wanted):
+                break
+            x = self._run_stage(stage, x)
+            if i in wanted:
+                maps.append(x)
+        return maps if intermediates_only else (x, maps)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Stage-level activation checkpointing (timm's convention): the same gradients for much
+        less activation memory, at the price of a second forward pass of every stage."""
+        self.grad_checkpointing = enable
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Last stage map (B, C, h, w) -> logits (B, classes), or the features the classifier

@@ -10,6 +10,10 @@ from torch import nn
 from maxvit.errors import UserError
 from maxvit.models.model import MaxVit, MaxVitConfig
 
+# The classifier's outputs when nothing says otherwise: Tiny ImageNet's 200 classes. Training
+# and evaluation take the count from the data and the checkpoint instead.
+NUM_CLASSES = 200
+
 _SEED = dict(style="seed", gelu="none", bn_eps=1e-3, ln_eps=1e-3)  # Keras defaults
 _PAPER = dict(style="paper", gelu="tanh", bn_eps=1e-3, ln_eps=1e-5)  # official TF / timm *_tf
 
@@ -50,7 +54,7 @@ def default_img_size(name: str) -> int:
 
 def create_model(
     name: str,
-    num_classes: int = 200,
+    num_classes: int = NUM_CLASSES,
     img_size: int | None = None,
     pretrained: str | Path | None = None,
     **overrides,
@@ -67,7 +71,7 @@ def create_model(
     """
     from maxvit.models.baselines import BASELINES
 
-    size = img_size or default_img_size(name)
+    size = default_img_size(name) if img_size is None else img_size  # also checks the name
     if name in VARIANTS:
         cfg = VARIANTS[name][0]
         fields = {f.name for f in dataclasses.fields(MaxVitConfig)}

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maxvit.data import BatchAugment, DataSource, build_train_loader, open_data
 from maxvit.device import autocast, to_model_layout
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
@@ -100,36 +101,58 @@ def train(
     """
     ctx = distributed.setup()
     try:
-        return _Run(config, Path(out_dir), ctx).run(resume=resume, download=download)
+        return _Run(config, Path(out_dir), ctx, resume=resume, download=download).run()
     finally:
         distributed.cleanup(ctx)
 
 
 class _Run:
-    """One training run: builds everything from the config, then loops over epochs."""
+    """One training run: `__init__` builds everything from the config (and the checkpoint when
+    resuming), `run` loops over the epochs.
 
-    def __init__(self, config: TrainConfig, out: Path, ctx: distributed.DistContext) -> None:
+    Nothing is written before everything is built: a start that fails on the data, the model,
+    the batch geometry or the checkpoint leaves no run folder behind.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: Path,
+        ctx: distributed.DistContext,
+        *,
+        resume: bool,
+        download: bool,
+    ) -> None:
+        from maxvit.models import default_img_size
+
         self.cfg = config
         self.out = out
         self.ckpt_dir = out / "checkpoints"
         self.ctx = ctx
         self.device = ctx.device
-        self.progress = Progress()
-
-    # ---- setup -------------------------------------------------------------------------
-    def run(self, *, resume: bool, download: bool) -> Path:
-        cfg, ctx = self.cfg, self.ctx
         state = self._read_state(resume)
         self.source = self._open_data(download)
-        if ctx.is_main:  # only now that the data is there: a failed start leaves no folder
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-        self._build_model()
-        self._build_data()
-        self._build_optimizer()
+        self.class_names: list[str] = list(self.source.class_names)
+        self.img_size: int = config.img_size or default_img_size(config.model)
+        self.model, self.ema, self.net = self._build_model()
+        self.micro_batch = self._micro_batch()
+        self.loader = self._build_loader()
+        self.steps_per_epoch = self._steps_per_epoch()
+        augment = BatchAugment(config.aug, len(self.class_names), self.img_size)
+        self.batch_aug = augment.to(self.device)
+        self.generator = torch.Generator(self.device)
+        self.optimizer, self.scheduler = self._build_optimizer()
+        self.progress = Progress()
+        self.resumed = state is not None
         if state is not None:
             self._load_state(state)
-        self._open_logs(resumed=state is not None)
+        if ctx.is_main:  # everything is built: only now is the run folder made
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.out / "config.yaml")
+        self.tb = self._open_logs()
+
+    def run(self) -> Path:
+        cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             self._say(
                 f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} "
@@ -138,7 +161,7 @@ class _Run:
                 f"{self.micro_batch}"
                 + (
                     f"; resuming at epoch {self.progress.epoch + 1} step {self.progress.step}"
-                    if state
+                    if self.resumed
                     else ""
                 )
             )
@@ -158,6 +181,7 @@ class _Run:
             )
         return self.out
 
+    # ---- setup -------------------------------------------------------------------------
     def _read_state(self, resume: bool) -> dict | None:
         """The checkpoint to resume from, if any; refuses to overwrite a run without resume."""
         last = self.ckpt_dir / "last.pt"
@@ -176,23 +200,20 @@ class _Run:
             self._say(f"no checkpoint in {self.ckpt_dir}; starting a new run")
         return state
 
-    def _open_data(self, download: bool) -> Any:
+    def _open_data(self, download: bool) -> DataSource:
         """Local rank 0 of each node prepares (and maybe downloads) first; the others reuse."""
-        from maxvit.data import open_data
-
         if self.ctx.local_rank == 0:
             source = open_data(self.cfg.data, download=download)
         self.ctx.barrier()
         if self.ctx.local_rank != 0:
             source = open_data(self.cfg.data)
-        self.class_names = list(source.class_names)
         return source
 
-    def _build_model(self) -> None:
-        from maxvit.models import create_model, default_img_size
+    def _build_model(self) -> tuple[nn.Module, Any, nn.Module]:
+        """(model, EMA or None, the module the step calls: DDP and compile wrapped)."""
+        from maxvit.models import create_model
 
         cfg = self.cfg
-        self.img_size = cfg.img_size or default_img_size(cfg.model)
         torch.manual_seed(cfg.seed)
         overrides = {"drop_path": cfg.drop_path} if cfg.drop_path else {}
         model = create_model(
@@ -208,32 +229,32 @@ class _Run:
             if self.device.type != "cuda" or not self.ctx.distributed:
                 raise UserError("sync_bn needs CUDA and more than one process (torchrun)")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = to_model_layout(model.to(self.device), self.device)
-        self.ema = None
+        model = to_model_layout(model.to(self.device), self.device)
+        ema = None
         if cfg.ema_decay:
             from timm.utils import ModelEmaV3
 
-            self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay)
-        net: nn.Module = self.model
+            ema = ModelEmaV3(model, decay=cfg.ema_decay)
+        net: nn.Module = model
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
-        self.net = torch.compile(net) if cfg.compile else net
+        return model, ema, torch.compile(net) if cfg.compile else net
 
-    def _build_data(self) -> None:
-        from maxvit.data import BatchAugment, build_train_loader
-
-        cfg, ctx = self.cfg, self.ctx
-        per_step = ctx.world_size * cfg.accum_steps
+    def _micro_batch(self) -> int:
+        cfg, per_step = self.cfg, self.ctx.world_size * self.cfg.accum_steps
         if cfg.batch_size % per_step:
             raise UserError(
                 f"batch_size {cfg.batch_size} is not divisible by processes x accum_steps "
                 f"= {per_step}"
             )
-        self.micro_batch = cfg.batch_size // per_step
-        self.loader = build_train_loader(
+        return cfg.batch_size // per_step
+
+    def _build_loader(self) -> Any:
+        cfg, ctx = self.cfg, self.ctx
+        return build_train_loader(
             self.source,
             cfg.aug,
             batch_size=self.micro_batch,
@@ -243,14 +264,16 @@ class _Run:
             rank=ctx.rank,
             world_size=ctx.world_size,
         )
-        full = len(self.loader) // cfg.accum_steps
-        self.steps_per_epoch = min(full, cfg.steps_per_epoch) if cfg.steps_per_epoch else full
-        if self.steps_per_epoch < 1:
-            raise UserError(f"the train set gives no full step of batch {cfg.batch_size}")
-        self.batch_aug = BatchAugment(cfg.aug, len(self.class_names), self.img_size).to(self.device)
-        self.generator = torch.Generator(self.device)
 
-    def _build_optimizer(self) -> None:
+    def _steps_per_epoch(self) -> int:
+        cfg = self.cfg
+        full = len(self.loader) // cfg.accum_steps
+        steps = min(full, cfg.steps_per_epoch) if cfg.steps_per_epoch else full
+        if steps < 1:
+            raise UserError(f"the train set gives no full step of batch {cfg.batch_size}")
+        return steps
+
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
         cfg = self.cfg
         if cfg.decay_norm_bias:
             params: Any = [p for p in self.model.parameters() if p.requires_grad]
@@ -261,7 +284,7 @@ class _Run:
             params = param_groups_weight_decay(
                 self.model, cfg.weight_decay, no_weight_decay_list=skip
             )
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             params,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
@@ -276,7 +299,7 @@ class _Run:
         def factor(step: int) -> float:
             return lr_factor(step, total=total, warmup=warmup, min_ratio=min_ratio)
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -286,10 +309,11 @@ class _Run:
             self.ema.load_state_dict(state["ema"])
         self.progress = Progress(**state["progress"])
 
-    def _open_logs(self, resumed: bool) -> None:
-        self.tb = None
+    def _open_logs(self) -> Any:
+        """metrics.jsonl trimmed to the resumed checkpoint; the TensorBoard writer (rank 0)."""
         if not self.ctx.is_main:
-            return
+            return None
+        resumed = self.resumed
         metrics = self.out / "metrics.jsonl"
         if resumed and metrics.exists():  # drop epochs logged after the checkpoint we resume
             done = self.progress.epoch
@@ -301,7 +325,7 @@ class _Run:
         from torch.utils.tensorboard import SummaryWriter
 
         purge = self.progress.step if resumed else None
-        self.tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
+        return SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
 
     # ---- loop --------------------------------------------------------------------------
     def _train_epoch(self) -> None:
