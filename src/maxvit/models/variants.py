@@ -71,7 +71,8 @@ def create_model(
     """
     from maxvit.models.baselines import BASELINES
 
-    size = default_img_size(name) if img_size is None else img_size  # also checks the name
+    default = default_img_size(name)  # UserError naming the choices for an unknown name
+    size = default if img_size is None else img_size
     if name in VARIANTS:
         cfg = VARIANTS[name][0]
         fields = {f.name for f in dataclasses.fields(MaxVitConfig)}
