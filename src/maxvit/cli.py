@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "bench":
-        # OpenMP threads sleep instead of spinning between parallel regions: on a 2-core
-        # machine, spinning threads starve the data-loader workers and any other job (measured
-        # 5-9x slower CPU training with other jobs running). Benchmarks keep OpenMP's default
-        # (spin briefly, then sleep), about 1.15x faster when nothing else runs. Takes effect
-        # only here, before the command imports torch; the environment's own setting wins.
+        # OpenMP threads sleep instead of spinning between parallel regions: on a small
+        # machine, spinning threads starve the data-loader workers and any other job (several
+        # times slower CPU training with other jobs running; docs/training.md). Benchmarks keep
+        # OpenMP's default (spin briefly, then sleep), a little faster when nothing else runs.
+        # Takes effect only here, before the command imports torch; the environment's own
+        # setting wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     keep_freed_memory()
     try:

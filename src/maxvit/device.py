@@ -13,8 +13,8 @@ T = TypeVar("T", torch.Tensor, torch.nn.Module)
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA devices with native bf16; fp32 elsewhere.
 
-    On CPUs without fast bf16 units bf16 is slower than fp32 (about 0.8x for a MaxViT-T training
-    step on the development machine; docs/benchmarks.md), so the CPU stays in fp32.
+    On CPUs without fast bf16 units bf16 is far slower than fp32 (`maxvit bench kernels --cases
+    bf16-matmul`, docs/benchmarks.md), so the CPU stays in fp32.
     """
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)

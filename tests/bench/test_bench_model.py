@@ -126,7 +126,7 @@ def test_table_alignment() -> None:
     assert lines[2].startswith("a  ") and lines[3].endswith("22.5")
 
 
-@pytest.mark.parametrize("case", ["gelu", "attention", "same-pad", "strided-inference", "adamw",
+@pytest.mark.parametrize("case", ["gelu", "attention", "same-pad", "strided-inference", "adamw", "bf16-matmul",
                                   "jpeg-decode", "crop-resize"])  # fmt: skip
 def test_each_kernel_case_compares_two_ways_of_computing_the_same(case: str) -> None:
     import numpy as np

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from maxvit.errors import UserError
+from maxvit.recorded import RECORDED
+from maxvit.repro import claims, plan
 from maxvit.repro import study as st
+from maxvit.repro.report import rebuild_report
+from maxvit.repro.results import ModelResult
 
 # A few seconds of training per model: the smoke preset, one epoch of one step.
 TINY = ["epochs=1", "steps_per_epoch=1"]
@@ -40,7 +44,7 @@ def test_report_numbers_equal_the_run_files(study_dir: Path) -> None:
     png = (study_dir / "curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     table = _table(report)
-    assert list(table) == list(st.NANO)
+    assert list(table) == list(plan.NANO)
     bench = {
         r["model"]: r for r in json.loads((study_dir / "bench/model.json").read_text())["results"]
     }
@@ -66,7 +70,11 @@ def test_report_numbers_equal_the_run_files(study_dir: Path) -> None:
                 assert got == want, (name, cells)
         assert cells[4] == f"{8 / last['images_per_s']:.3f}"  # one epoch, batch 8
     # The recorded results stand beside ours, labelled by scale; every claim has a verdict.
-    assert "69.13%" in report and "recorded: A100 GPU" in report
+    maxvit_val = json.loads(
+        (study_dir / "runs/maxvit_nano/metrics.jsonl").read_text().splitlines()[-1]
+    )
+    row = f"| MaxViT val top-1 | {RECORDED['val_top1']:.2f}% | {maxvit_val['val_top1']:.2f}% |"
+    assert row in report and f"| recorded: {RECORDED['scale']} |" in report
     assert "ours: CPU" in report and "400 train / 200 val" in report
     verdicts = [ln for ln in report.splitlines() if ln[:3] in ("1. ", "2. ", "3. ")]
     assert len(verdicts) == 3 and all("** at this scale" in v for v in verdicts)
@@ -77,7 +85,7 @@ def test_rebuild_report_from_files_only(study_dir: Path) -> None:
     before = report.read_text()
     report.unlink()
     (study_dir / "curves.png").unlink()
-    assert st.rebuild_report(study_dir) == report
+    assert rebuild_report(study_dir) == report
     assert report.read_text() == before
     assert (study_dir / "curves.png").exists()
 
@@ -98,11 +106,11 @@ def test_rerun_reuses_and_other_recipe_is_refused(study_dir: Path, synthetic_arc
 def test_study_configs() -> None:
     from maxvit.train.config import apply_overrides, load_preset
 
-    plan, config = st.study_config("seed", "DATA", [])
-    assert plan.models == st.FULL
+    seed_plan, config = plan.study_config("seed", "DATA", [])
+    assert seed_plan.models == plan.FULL
     assert config == apply_overrides(load_preset("seed"), ["data=DATA"])  # the recorded recipe
-    plan, config = st.study_config("cpu-mini", "DATA", ["seed=7"])
-    assert plan.models == st.NANO
+    mini_plan, config = plan.study_config("cpu-mini", "DATA", ["seed=7"])
+    assert mini_plan.models == plan.NANO
     changed = {
         f.name
         for f in dataclasses.fields(config)
@@ -110,16 +118,16 @@ def test_study_configs() -> None:
     }
     assert changed == {"seed", "data"}  # the cpu-mini recipe as it is, with the overrides
     with pytest.raises(UserError, match="--set model"):
-        st.study_config("cpu-mini", "DATA", ["model=vit_nano"])
+        plan.study_config("cpu-mini", "DATA", ["model=vit_nano"])
     with pytest.raises(UserError, match="unknown preset"):
-        st.study_config("nope", "DATA", [])
+        plan.study_config("nope", "DATA", [])
 
 
 # ---- verdict rules ------------------------------------------------------------------------
 
 
 def _result(role: str, *, clean: float, val: float, s: float = 1.0, n: int = 20_000):
-    return st.ModelResult(
+    return ModelResult(
         role=role,
         name=role.lower(),
         rows=[{"epoch": 1, "step": 10, "train_acc": clean, "val_top1": val, "val_top5": val}],
@@ -137,16 +145,16 @@ def _result(role: str, *, clean: float, val: float, s: float = 1.0, n: int = 20_
 
 def test_overfitting_verdicts() -> None:
     vit = _result("ViT", clean=50, val=30)
-    holds = st.overfitting_claim(
+    holds = claims.overfitting_claim(
         _result("MaxViT", clean=60, val=40), _result("CoAtNet", clean=80, val=30), vit, 1000
     )
     assert holds.verdict == "holds" and "20.00 points" in holds.text
-    reversed_ = st.overfitting_claim(
+    reversed_ = claims.overfitting_claim(
         _result("MaxViT", clean=80, val=30), _result("CoAtNet", clean=60, val=40), vit, 1000
     )
     assert reversed_.verdict.startswith("does not hold")
     # 2 points of difference on 1,000 val images is inside two standard errors (about 4.4).
-    noise = st.overfitting_claim(
+    noise = claims.overfitting_claim(
         _result("MaxViT", clean=42, val=40),
         _result("CoAtNet", clean=44, val=40),
         _result("ViT", clean=45, val=40),
@@ -160,7 +168,7 @@ def test_overfitting_verdicts() -> None:
     ("vit_s", "verdict"), [(3.0, "holds"), (1.5, "holds only in direction"), (1.1, "does not hold")]
 )
 def test_speed_verdicts(vit_s: float, verdict: str) -> None:
-    claim = st.speed_claim(
+    claim = claims.speed_claim(
         _result("MaxViT", clean=1, val=1), _result("ViT", clean=1, val=1, s=vit_s), 64, 64
     )
     assert claim.verdict == verdict
@@ -183,9 +191,9 @@ def test_linear_cost_verdicts() -> None:
             },
         }
 
-    assert st.linear_cost_claim(scaling(1.0, 1.3), "m", "v").verdict == "holds"
-    assert st.linear_cost_claim(scaling(1.3, 1.5), "m", "v").verdict == "does not hold"
-    assert st.linear_cost_claim(scaling(1.0, 0.95), "m", "v").verdict == "does not hold"
+    assert claims.linear_cost_claim(scaling(1.0, 1.3), "m", "v").verdict == "holds"
+    assert claims.linear_cost_claim(scaling(1.3, 1.5), "m", "v").verdict == "does not hold"
+    assert claims.linear_cost_claim(scaling(1.0, 0.95), "m", "v").verdict == "does not hold"
 
 
 # ---- command line -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ agree (`TOLERANCE`). The cases:
   (`maxvit.models.fuse`), inference, the four strided depthwise convs;
 * ``adamw``: fused AdamW against PyTorch's default multi-tensor AdamW, one step over
   ``maxvit_tiny``'s parameters;
+* ``bf16-matmul``: a 512 x 512 fp32 matrix product against the same in bf16 (whether this
+  CPU has fast bf16 units: without them bf16 is slower, so CPU training stays in fp32);
 * ``jpeg-decode``: `maxvit.data.images.decode_rgb` (libjpeg-turbo through simplejpeg) against
   PIL's decode and RGB conversion, 16 synthetic 500x375 JPEGs (ImageNet's typical size);
 * ``crop-resize``: the loader's crop resize (torch's uint8 antialiased bilinear kernel on the
@@ -41,6 +43,7 @@ TOLERANCE = {
     "same-pad": 0.0,
     "strided-inference": 1e-3,
     "adamw": 1e-6,
+    "bf16-matmul": 0.1,  # bf16 keeps 8 bits of mantissa; the products are about unit size
     "jpeg-decode": 0.0,
     "crop-resize": 8.0,  # two antialiased bilinear kernels on noisy images, uint8 levels
 }
@@ -62,6 +65,7 @@ def _cases() -> dict[str, Callable[[], tuple]]:
         "same-pad": _same_pad,
         "strided-inference": _strided_inference,
         "adamw": _adamw,
+        "bf16-matmul": _bf16_matmul,
         "jpeg-decode": _jpeg_decode,
         "crop-resize": _crop_resize,
     }
@@ -170,6 +174,22 @@ def _adamw():
         return step
 
     return "AdamW fused", optimizer(True), "AdamW default", optimizer(None)
+
+
+def _bf16_matmul():
+    import torch
+
+    a = torch.randn(512, 512) / 512**0.5
+    b = torch.randn(512, 512)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+
+    def fp32() -> Any:
+        return a @ b
+
+    def bf16() -> Any:
+        return (a16 @ b16).float()
+
+    return "fp32 matmul", fp32, "bf16 matmul", bf16
 
 
 def _jpegs(n: int = 16) -> list[bytes]:

@@ -406,7 +406,7 @@ def prepare(
     _check_destination(out, force)
     src = open_archive(source)
     layout = read_layout(src, expected_classes)
-    if workers is None:  # threads measured 15-30% slower than one on a 2-vCPU machine
+    if workers is None:  # threads were slower than one on the 2-vCPU machine (docs/data.md)
         cpus = os.cpu_count() or 1
         workers = 1 if cpus <= 2 else min(cpus, 8)
     total = sum(len(v) for v in layout.files.values())

@@ -96,7 +96,7 @@ class FusedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _onednn_ok(x):
             attr = "gelu" if self.gelu else "none"
-            # oneDNN runs a 2-D product 2-3x faster than the same product given as 3-D or 4-D.
+            # oneDNN runs a 2-D product much faster than the same product given as 3-D or 4-D.
             y = torch.ops.mkldnn._linear_pointwise(
                 x.reshape(-1, x.shape[-1]), self.weight, self.bias, attr, [], self.gelu or ""
             )
@@ -148,9 +148,9 @@ def _fuse_conv_bn_act(seq: nn.Sequential, pre_norm: nn.Module | None = None) -> 
     if "pad" in layers:
         # TF "same" padding of a 3x3 stride-2 conv (zeros after the map) without a padded copy:
         # a 4x4 kernel whose first row and column are zero, with symmetric padding 1, reads the
-        # same inputs (the zero row/column faces the top/left padding). 2.3x faster than
-        # pad + 3x3 in inference (maxvit bench kernels --cases strided-inference); training
-        # keeps the 3x3, whose backward pass is the faster one.
+        # same inputs (the zero row/column faces the top/left padding). Faster than pad + 3x3
+        # in inference (maxvit bench kernels --cases strided-inference, docs/benchmarks.md);
+        # training keeps the 3x3, whose backward pass is the faster one.
         if fused.weight.shape[-2:] != (3, 3) or fused.stride != (2, 2):
             raise ValueError("only 3x3 stride-2 'same' convolutions are folded")
         w = F.pad(fused.weight, (1, 0, 1, 0))  # (O, I, 4, 4), zero first row and column

@@ -96,7 +96,8 @@ class Attention(nn.Module):
     "sdpa" uses `F.scaled_dot_product_attention` with the bias as ``attn_mask``; "explicit"
     computes softmax(q k^T * scale + bias) v by hand; "auto" picks SDPA on CUDA and explicit
     on CPU, where SDPA falls back to its math path once the mask needs a gradient and is
-    measured slower (PERF_NOTES.md). Both paths are tested equal.
+    slower even in inference (`maxvit bench kernels --cases attention`). Both paths are tested
+    equal.
     """
 
     def __init__(self, dim: int, head_dim: int, p: int, impl: str = "auto") -> None:

@@ -1,4 +1,4 @@
-"""`maxvit repro` (the reduced-scale reproduction study, maxvit.repro.study, docs/repro.md) and
+"""`maxvit repro` (the reduced-scale reproduction study, maxvit.repro, docs/repro.md) and
 `maxvit report`, which rebuilds the report of a training run or of a study folder."""
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _repro(args: argparse.Namespace) -> int:
     from maxvit.errors import UserError
-    from maxvit.repro.study import rebuild_report, run_study
+    from maxvit.repro.report import rebuild_report
+    from maxvit.repro.study import run_study
 
     out = args.out or Path(f"runs/repro-{args.preset}")
     if args.report_only:
@@ -61,7 +62,7 @@ def _repro(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     if (Path(args.run_dir) / "study.json").is_file():  # a `maxvit repro` study folder
-        from maxvit.repro.study import rebuild_report
+        from maxvit.repro.report import rebuild_report
 
         print(rebuild_report(args.run_dir))
         return 0

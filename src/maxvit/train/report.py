@@ -8,10 +8,9 @@ from pathlib import Path
 import yaml
 
 from maxvit.errors import UserError
-from maxvit.files import atomic_write
-
-# The recorded Keras run (REPRODUCTION.md section 4), shown beside maxvit_seed results.
-RECORDED = {"epochs": 40, "train_acc": 95.13, "val_top1": 69.13, "train_loss": (5.10, 1.30)}
+from maxvit.files import write_text
+from maxvit.plots import Curves, plot_curves
+from maxvit.recorded import RECORDED
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -30,36 +29,9 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         raise UserError(f"{run}/metrics.jsonl has no finished epoch yet")
     png = run / "curves.png"
     md = run / "summary.md"
-    _plot(rows, png)
-    md.write_text(_summary(run, rows))
+    plot_curves([Curves(f"run {run.name}", rows)], png)
+    write_text(md, _summary(run, rows))
     return png, md
-
-
-def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train (training stream)")
-    ax_loss.plot(epochs, [r["val_loss"] for r in rows], "s-", label="val")
-    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    ax_acc.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train (training stream)")
-    ax_acc.plot(epochs, [r["val_top1"] for r in rows], "s-", label="val top-1")
-    ax_acc.plot(epochs, [r["val_top5"] for r in rows], "^-", label="val top-5")
-    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="%")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    finally:
-        plt.close(fig)
 
 
 def _summary(run: Path, rows: list[dict]) -> str:

@@ -288,8 +288,8 @@ class _Run:
             params,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
-            # One fused kernel over all parameters: on a 2-core CPU 24 ms per MaxViT-T step
-            # against 66 ms for the default multi-tensor loop (maxvit bench kernels --cases adamw).
+            # One fused kernel over all parameters, faster than the default multi-tensor loop on
+            # the CPU too (maxvit bench kernels --cases adamw, docs/benchmarks.md).
             fused=self.device.type in ("cuda", "cpu") or None,
         )
         total = cfg.epochs * self.steps_per_epoch
