@@ -13,6 +13,7 @@ from maxvit.bench.model import compare_to_fastest, ratios_to_reference
 from maxvit.cli import main
 
 
+@pytest.mark.slow
 def test_bench_model_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sub" / "model.json"
     rc = main(
@@ -45,6 +46,7 @@ def test_bench_model_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "relative to maxvit_nano" in printed and "faster reference" in printed
 
 
+@pytest.mark.slow
 def test_memory_probe_in_fresh_process() -> None:
     res = run_probe(
         {"name": "vit_nano", "img_size": 64, "batch": 2, "device": "cpu",
@@ -57,6 +59,7 @@ def test_memory_probe_in_fresh_process() -> None:
     assert res["peak_mem_train_mb"] >= res["peak_mem_infer_mb"] > 0
 
 
+@pytest.mark.slow
 def test_memory_probe_failure_is_reported_not_raised() -> None:
     res = run_probe(
         {"name": "vit_nano", "img_size": 64, "batch": 2, "device": "cpu",
@@ -128,6 +131,7 @@ def test_table_alignment() -> None:
 
 @pytest.mark.parametrize("case", ["gelu", "attention", "same-pad", "strided-inference", "adamw", "bf16-matmul",
                                   "jpeg-decode", "crop-resize"])  # fmt: skip
+@pytest.mark.slow
 def test_each_kernel_case_compares_two_ways_of_computing_the_same(case: str) -> None:
     import numpy as np
     import torch

@@ -46,6 +46,7 @@ def test_summarize_keeps_every_category_and_the_total() -> None:
     assert sum(totals.values()) == sum(ops.values())
 
 
+@pytest.mark.slow
 def test_bench_profile_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "profile.json"
     argv = ["bench", "profile", "--models", "maxvit_nano,vit_nano", "--img-size", "64"]

@@ -18,6 +18,7 @@ def test_fit_slope_recovers_power_laws() -> None:
     assert fit_slope([16.0], [1.0]) is None
 
 
+@pytest.mark.slow
 def test_bench_scaling_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "scaling"
     rc = main(

@@ -226,6 +226,7 @@ def test_generic_folder_dataset_shares_the_transforms(tmp_path):
     assert images[0].shape == (4, 3, 48, 48)
 
 
+@pytest.mark.slow
 def test_mini_archive_with_two_workers(prepared_mini):
     aug = AugmentConfig()
     loader = build_train_loader(

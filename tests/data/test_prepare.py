@@ -59,6 +59,7 @@ def test_prepared_arrays_match_the_archive(synthetic_archive, prepared_synthetic
     assert sorted(val_labels) == list(range(200))
 
 
+@pytest.mark.slow
 def test_grayscale_cmyk_and_odd_sizes_become_64x64_rgb(synthetic_archive, prepared_synthetic):
     with zipfile.ZipFile(synthetic_archive) as zf:
         from PIL import Image
@@ -173,6 +174,7 @@ def test_interrupted_prepare_leaves_nothing_finished(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".out.tmp-*"))
 
 
+@pytest.mark.slow
 def test_killed_prepare_leaves_no_finished_dir_and_is_cleaned_up(tmp_path):
     archive = small(tmp_path, train_per_class=400)
     code = (
@@ -289,6 +291,7 @@ def test_cli_rejects_a_small_archive(tmp_path, capsys):
     assert err.startswith("error:") and "expected 200" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_mini_archive_prepares(prepared_mini):
     manifest = verify(prepared_mini)
     assert manifest["classes"] == 200

@@ -65,6 +65,7 @@ def test_resume_at_any_batch_equals_the_tail_of_the_epoch(even, workers):
     assert not same(collect(ld), full)
 
 
+@pytest.mark.slow
 def test_resume_mid_chunk_after_a_worker_ran_dry(tmp_path):
     """Shards of 20, 20, 20 and 8 over 2 workers: one worker's stream ends early with a partial
     chunk, so later batch starts fall inside a chunk; every start still resumes exactly."""
@@ -91,6 +92,7 @@ def test_every_sample_once_per_epoch_across_ranks(even):
         assert sorted(seen) == list(range(48))
 
 
+@pytest.mark.slow
 def test_uneven_shards_keep_ranks_in_step_and_never_repeat(tmp_path):
     shards = unique_label_shards(tmp_path, 47, 5)  # 10 shards: 9 x 5 + 2
     for epoch in range(3):

@@ -27,6 +27,7 @@ def timm_tiny():
     return _timm_model("maxvit_tiny_tf_224")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ours,theirs", [("maxvit_tiny", "tiny"), ("maxvit_small", "small")])
 def test_converted_timm_weights_give_the_same_logits(ours, theirs):
     ref = _timm_model(f"maxvit_{theirs}_tf_224")
@@ -39,6 +40,7 @@ def test_converted_timm_weights_give_the_same_logits(ours, theirs):
     assert diff <= 1e-4
 
 
+@pytest.mark.slow
 def test_pretrained_file_loads_and_replaces_a_different_head(tmp_path, timm_tiny):
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in timm_tiny.state_dict().items()}, str(path))
@@ -62,6 +64,7 @@ def test_pretrained_torch_file_with_our_keys(tmp_path):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.slow
 def test_pretrained_errors_are_clear(tmp_path, timm_tiny):
     with pytest.raises(UserError, match="checkpoint not found"):
         create_model("maxvit_tiny", pretrained=tmp_path / "nope.safetensors")

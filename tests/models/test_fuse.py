@@ -33,6 +33,7 @@ def _trained_like(name: str, **kwargs) -> nn.Module:
     ],
     ids=["seed-style", "paper-style", "sdpa"],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_copy_gives_the_same_logits(name, size, kwargs, channels_last):
     model = _trained_like(name, **kwargs)

@@ -41,6 +41,7 @@ def seed_rows():
     return summarize(create_model("maxvit_seed"), 224)
 
 
+@pytest.mark.slow
 def test_seed_summary_matches_the_recorded_table(seed_rows):
     got = [(r.type, r.output_shape, r.params) for r in seed_rows]
     assert got == _expected_rows()
@@ -50,6 +51,7 @@ def test_seed_summary_matches_the_recorded_table(seed_rows):
     assert sum(r.non_trainable for r in seed_rows) == 41_216
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SEED_CSV.exists(), reason="shared reference not present")
 def test_seed_summary_csv_equals_reference_file(seed_rows):
     ours = list(csv.reader(format_csv(seed_rows).splitlines()))
@@ -62,6 +64,7 @@ def test_seed_summary_csv_equals_reference_file(seed_rows):
         assert a[1:] == b[1:]
 
 
+@pytest.mark.slow
 def test_summary_cli_prints_totals(capsys):
     from maxvit.cli import main
 
@@ -72,6 +75,7 @@ def test_summary_cli_prints_totals(capsys):
     assert "Non-trainable params: 41,216" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_variant_output_shape_at_default_size(name):
     size = VARIANTS[name][1]
@@ -88,6 +92,7 @@ def test_small_variant_computes_finite_logits():
     assert out.shape == (2, 7) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("maxvit_nano", 64), ("maxvit_tiny", 224)])
 def test_gradients_reach_every_parameter(name, size):
     torch.manual_seed(0)  # drop_path may drop a branch for a whole small batch: fix the draw
@@ -166,6 +171,7 @@ def test_classifier_api_follows_timm():
         assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("maxvit_nano", 64), ("maxvit_tiny", 224)])
 def test_feature_info_and_intermediates(name, size):
     with torch.device("meta"):

@@ -39,6 +39,7 @@ def _table(report: str) -> dict[str, list[str]]:
     return table
 
 
+@pytest.mark.slow
 def test_report_numbers_equal_the_run_files(study_dir: Path) -> None:
     report = (study_dir / "REPORT.md").read_text()
     png = (study_dir / "curves.png").read_bytes()
@@ -80,6 +81,7 @@ def test_report_numbers_equal_the_run_files(study_dir: Path) -> None:
     assert len(verdicts) == 3 and all("** at this scale" in v for v in verdicts)
 
 
+@pytest.mark.slow
 def test_rebuild_report_from_files_only(study_dir: Path) -> None:
     report = study_dir / "REPORT.md"
     before = report.read_text()
@@ -90,6 +92,7 @@ def test_rebuild_report_from_files_only(study_dir: Path) -> None:
     assert (study_dir / "curves.png").exists()
 
 
+@pytest.mark.slow
 def test_rerun_reuses_and_other_recipe_is_refused(study_dir: Path, synthetic_archive: Path) -> None:
     metrics = study_dir / "runs" / "vit_nano" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
@@ -205,6 +208,7 @@ def _main(*args: str) -> int:
     return main(["repro", *args])
 
 
+@pytest.mark.slow
 def test_cli_report_only(study_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (study_dir / "REPORT.md").read_text()
     assert _main("--report-only", "--out", str(study_dir)) == 0

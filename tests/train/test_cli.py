@@ -42,6 +42,7 @@ def run(archive) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_eval_prints_json_metrics(run, archive, capsys):
     assert (
         main(["eval", "--checkpoint", str(run), "--data", str(archive), "--num-workers", "0"]) == 0
@@ -55,6 +56,7 @@ def test_eval_prints_json_metrics(run, archive, capsys):
     assert result["top1"] == pytest.approx(best)  # the run folder means its best checkpoint
 
 
+@pytest.mark.slow
 def test_predict_prints_top5_class_names(run, archive, tmp_path, capsys):
     with zipfile.ZipFile(archive) as zf:
         names = [n for n in zf.namelist() if "/val/images/" in n and n.endswith(".JPEG")][:2]
@@ -71,6 +73,7 @@ def test_predict_prints_top5_class_names(run, archive, tmp_path, capsys):
     assert all(line.split(None, 1)[1] in words for line in lines[1:6])  # names from words.txt
 
 
+@pytest.mark.slow
 def test_predict_rejects_a_non_image(run, tmp_path, capsys):
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
@@ -79,6 +82,7 @@ def test_predict_rejects_a_non_image(run, tmp_path, capsys):
     assert err.startswith(f"error: cannot decode {bad} (not an image") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_report_rewrites_curves_and_summary(run, capsys):
     (run / "curves.png").unlink()
     (run / "summary.md").unlink()

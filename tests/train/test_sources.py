@@ -14,6 +14,8 @@ from maxvit.train.evaluate import evaluate_checkpoint
 from maxvit.train.trainer import train
 from tests.train.utils import read_weights, smoke_config
 
+pytestmark = pytest.mark.slow  # training from folders and shards: about 25 s
+
 
 @pytest.fixture(scope="module")
 def shards(synthetic_tree, tmp_path_factory):

@@ -17,6 +17,8 @@ from maxvit.train.evaluate import evaluate_checkpoint
 from maxvit.train.trainer import NonFiniteLoss, train
 from tests.train.utils import read_weights, smoke_config
 
+pytestmark = pytest.mark.slow  # training runs: about 20 s
+
 
 @pytest.fixture(scope="module")
 def smoke_run(synth_data, tmp_path_factory):

@@ -40,8 +40,13 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from maxvit.models import default_img_size, list_models
+    from maxvit.models import VARIANTS, default_img_size, list_models
+    from maxvit.models.baselines import BASELINES
 
     for name in list_models():
-        print(f"{name}\t{default_img_size(name)}")
+        if name in VARIANTS:
+            what = f"MaxViT, {VARIANTS[name][0].style} design"
+        else:
+            what = BASELINES[name].description
+        print(f"{name}\t{default_img_size(name)}\t{what}")
     return 0
