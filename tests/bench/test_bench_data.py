@@ -50,3 +50,12 @@ def test_bad_options_and_empty_splits_are_errors(synthetic_archive, tmp_path):
     root = prepare(synthetic_archive, tmp_path / "prepared", quiet=True)
     with pytest.raises(UserError, match="batch size"):  # 400 train images, batch 1000
         run("--source", str(root), "--batches", "1", "--batch-size", "1000")
+
+
+def test_an_empty_val_split_is_an_error_not_a_hang(tmp_path):
+    from maxvit.data.synthetic import make_synthetic_archive
+
+    archive = make_synthetic_archive(tmp_path / "tiny-imagenet-200.zip", val_per_class=0)
+    root = prepare(archive, tmp_path / "prepared", quiet=True)
+    with pytest.raises(UserError, match="the val split gives no batch"):
+        run("--source", str(root), "--batches", "1", "--warmup", "0", "--batch-size", "16")
