@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from maxvit.data.bad import BadSamples
 from maxvit.data.datasets import ImageFolderDataset, TinyImageNet
+from maxvit.data.sharding import Sharding
 from maxvit.data.sources import SHARDS, DataSource, open_data
 from maxvit.data.stream import ShardTrainLoader, shard_eval_batches
 from maxvit.data.transforms import (
@@ -155,50 +156,45 @@ class TrainLoader:
         dataset: TinyImageNet | ImageFolderDataset,
         aug: AugmentConfig,
         transform: TrainTransform,
+        sharding: Sharding,
         *,
-        batch_size: int,
-        seed: int,
-        num_workers: int,
-        rank: int,
-        world_size: int,
         drop_last: bool,
     ) -> None:
         self.dataset = dataset
         self.aug = aug
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
+        self.sharding = sharding
         self.drop_last = drop_last
         self.num_classes: int = dataset.num_classes
         self.image_size: int = transform.out_size
         self.epoch = 0
         self._plan: tuple[int, list[tuple[np.ndarray, int]]] | None = None
         self._sampler = _PlanSampler()
-        self._bad = BadSamples("train", rank=rank, world=world_size)
+        s = sharding
+        self._bad = BadSamples("train", rank=s.rank, world=s.world_size)
         self._loader = DataLoader(
-            _BatchMaker(dataset, transform, seed, rank),
+            _BatchMaker(dataset, transform, s.seed, s.rank),
             batch_size=None,
             sampler=self._sampler,
-            num_workers=num_workers,
+            num_workers=s.num_workers,
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
+            persistent_workers=s.num_workers > 0,
+            prefetch_factor=4 if s.num_workers > 0 else None,
             generator=torch.Generator(),  # the loader's own seed draw leaves the global RNG alone
         )
 
     def plan(self) -> list[tuple[np.ndarray, int]]:
         """The (indices, kind) of each batch of the current epoch (cached)."""
         if self._plan is None or self._plan[0] != self.epoch:
+            s = self.sharding
             batches = epoch_plan(
                 len(self.dataset),
-                batch_size=self.batch_size,
-                seed=self.seed,
+                batch_size=s.batch_size,
+                seed=s.seed,
                 epoch=self.epoch,
                 kinds=self.aug.pass_kinds(),
                 random_kind=self.aug.random_kind_per_batch(),
-                rank=self.rank,
-                world_size=self.world_size,
+                rank=s.rank,
+                world_size=s.world_size,
                 drop_last=self.drop_last,
             )
             self._plan = (self.epoch, batches)
@@ -239,13 +235,6 @@ class TrainLoader:
         return self._bad.report()
 
 
-def _check_sharding(rank: int, world_size: int, batch_size: int) -> None:
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise UserError(f"rank {rank} is not in 0..{world_size - 1}")
-    if batch_size < 1:
-        raise UserError(f"batch size must be positive, got {batch_size}")
-
-
 def _source(data: DataSource | str | Path) -> DataSource:
     return data if isinstance(data, DataSource) else open_data(data)
 
@@ -268,24 +257,13 @@ def build_train_loader(
     at native resolution unless ``aug.resize_first``; see TrainTransform). Shard sources give
     a :class:`maxvit.data.stream.ShardTrainLoader`, which behaves the same.
     """
-    _check_sharding(rank, world_size, batch_size)
+    sharding = Sharding(batch_size, seed, rank, world_size, num_workers)
     check_img_size(img_size)
-    if seed < 0:
-        raise UserError(f"seed must be >= 0, got {seed}")
     source = _source(data)
     transform = TrainTransform(aug, img_size, source.native_size)
     if source.kind == SHARDS:
-        return ShardTrainLoader(
-            source.shard_split("train"),
-            source.num_classes,
-            aug,
-            transform,
-            batch_size=batch_size,
-            seed=seed,
-            num_workers=num_workers,
-            rank=rank,
-            world_size=world_size,
-        )
+        split = source.shard_split("train")
+        return ShardTrainLoader(split, source.num_classes, aug, transform, sharding)
     dataset = source.dataset("train")
     per_rank = len(dataset) // world_size if drop_last else math.ceil(len(dataset) / world_size)
     if drop_last and per_rank < batch_size:
@@ -293,17 +271,7 @@ def build_train_loader(
             f"{len(dataset)} training images give {per_rank} per rank, fewer than the batch size "
             f"{batch_size}; use a smaller batch"
         )
-    return TrainLoader(
-        dataset,
-        aug,
-        transform,
-        batch_size=batch_size,
-        seed=seed,
-        num_workers=num_workers,
-        rank=rank,
-        world_size=world_size,
-        drop_last=drop_last,
-    )
+    return TrainLoader(dataset, aug, transform, sharding, drop_last=drop_last)
 
 
 class _EvalBatches(torch.utils.data.Dataset):
@@ -379,25 +347,15 @@ def build_eval_loader(
     the recorded one with `crop` 1.0 (resize to img_size), else resize to img_size / crop and a
     centre crop of img_size.
     """
-    _check_sharding(rank, world_size, batch_size)
+    sharding = Sharding(batch_size, 0, rank, world_size, num_workers)
     check_img_size(img_size)
     check_eval_crop(crop)
     source = _source(data)
     if source.kind == SHARDS:
         shards = source.shard_split(split)
-        bad = BadSamples(
-            split, None if shards.size is None else shards.size // world_size, rank, world_size
-        )
-        batches = shard_eval_batches(
-            shards,
-            source.num_classes,
-            batch_size=batch_size,
-            img_size=img_size,
-            crop=crop,
-            num_workers=num_workers,
-            rank=rank,
-            world_size=world_size,
-        )
+        expected = None if shards.size is None else shards.size // world_size
+        bad = BadSamples(split, expected, rank, world_size)
+        batches = shard_eval_batches(shards, source.num_classes, img_size, crop, sharding)
         return EvalLoader(batches, bad, None)
     dataset = source.dataset(split)
     mine = np.arange(rank, len(dataset), world_size)

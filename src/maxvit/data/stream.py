@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from maxvit.data.bad import BadSamples
+from maxvit.data.sharding import Sharding
 from maxvit.data.shards import ShardSplit, decode_sample, sample_name, samples
 from maxvit.data.transforms import (
     AugmentConfig,
@@ -72,26 +73,20 @@ class _TrainStream(IterableDataset):
         split: ShardSplit,
         num_classes: int,
         transform: TrainTransform,
-        *,
-        batch_size: int,
-        seed: int,
-        rank: int,
-        world_size: int,
+        sharding: Sharding,
     ) -> None:
         self.split = split
         self.num_classes = num_classes
         self.transform = transform
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
+        self.sharding = sharding
         self.epoch = 0
         self.rotation = 0
         self.start = 0
         self.items = 0
 
     def role_shards(self, role: int, roles: int) -> list[int]:
-        mine = _deal(len(self.split.urls), self.seed, self.epoch, self.rank, self.world_size)
+        s = self.sharding
+        mine = _deal(len(self.split.urls), s.seed, self.epoch, s.rank, s.world_size)
         return mine[role::roles].tolist()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
@@ -105,13 +100,14 @@ class _TrainStream(IterableDataset):
         )
         import webdataset
 
-        state = np.random.SeedSequence([self.seed, self.epoch, self.rank, role]).generate_state(1)
+        s = self.sharding
+        state = np.random.SeedSequence([s.seed, self.epoch, s.rank, role]).generate_state(1)
         shuffle = webdataset.shuffle(SHUFFLE_BUFFER, SHUFFLE_BUFFER, seed=int(state[0]))
         yielded = 0
-        for index, chunk in enumerate(_chunks(shuffle(stream), self.batch_size)):
+        for index, chunk in enumerate(_chunks(shuffle(stream), s.batch_size)):
             if index < skip:
                 continue
-            rng = np.random.default_rng([self.seed, self.epoch, self.rank, role, index])
+            rng = np.random.default_rng([s.seed, self.epoch, s.rank, role, index])
             yield _decode_chunk(chunk, self.num_classes, self.transform, rng, errors)
             yielded += 1
         while yielded < self.items - self.start // roles:  # the same count from every worker
@@ -162,12 +158,7 @@ class ShardTrainLoader:
         num_classes: int,
         aug: AugmentConfig,
         transform: TrainTransform,
-        *,
-        batch_size: int,
-        seed: int,
-        num_workers: int,
-        rank: int,
-        world_size: int,
+        sharding: Sharding,
     ) -> None:
         if split.counts is None:
             raise UserError(
@@ -175,34 +166,23 @@ class ShardTrainLoader:
                 "manifest.json written by `maxvit data shard` gives; re-shard these with "
                 "`maxvit data shard SRC --out DIR` (any shards are a valid SRC)"
             )
-        if len(split.urls) < world_size:
+        if len(split.urls) < sharding.world_size:
             raise UserError(
-                f"{len(split.urls)} train shards cannot feed {world_size} ranks; write smaller "
-                "shards (`maxvit data shard --shard-size N`)"
+                f"{len(split.urls)} train shards cannot feed {sharding.world_size} ranks; write "
+                "smaller shards (`maxvit data shard --shard-size N`)"
             )
         self.split = split
         self.aug = aug
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.num_workers = num_workers
+        self.sharding = sharding
         self.num_classes = num_classes
         self.image_size: int = transform.out_size
         self.epoch = 0
-        self._stream = _TrainStream(
-            split,
-            num_classes,
-            transform,
-            batch_size=batch_size,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-        )
-        self._bad = BadSamples("train", None, rank, world_size)
+        self._stream = _TrainStream(split, num_classes, transform, sharding)
+        self._bad = BadSamples("train", None, sharding.rank, sharding.world_size)
         if len(self) < 1:
             raise UserError(
-                f"the smallest rank's share of the train shards is below one batch of {batch_size}"
+                "the smallest rank's share of the train shards is below one batch of "
+                f"{sharding.batch_size}"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -211,22 +191,31 @@ class ShardTrainLoader:
     def _rank_count(self, rank: int) -> int:
         counts = self.split.counts
         return sum(
-            counts[i] for i in _deal(len(counts), self.seed, self.epoch, rank, self.world_size)
+            counts[i]
+            for i in _deal(
+                len(counts), self.sharding.seed, self.epoch, rank, self.sharding.world_size
+            )
         )
 
     def __len__(self) -> int:
         """Batches per epoch: the same on every rank (the smallest rank's full batches)."""
-        return min(self._rank_count(r) for r in range(self.world_size)) // self.batch_size
+        return (
+            min(self._rank_count(r) for r in range(self.sharding.world_size))
+            // self.sharding.batch_size
+        )
 
     def _chunk_sizes(self) -> list[int]:
         """Samples in chunk i of the round-robin sequence (chunk i // W of role i % W)."""
-        roles = max(self.num_workers, 1)
+        roles = max(self.sharding.num_workers, 1)
         self._stream.epoch = self.epoch
         per_role = []
         for role in range(roles):
             total = sum(self.split.counts[i] for i in self._stream.role_shards(role, roles))
-            sizes = [self.batch_size] * (total // self.batch_size)
-            per_role.append(sizes + ([total % self.batch_size] if total % self.batch_size else []))
+            sizes = [self.sharding.batch_size] * (total // self.sharding.batch_size)
+            per_role.append(
+                sizes
+                + ([total % self.sharding.batch_size] if total % self.sharding.batch_size else [])
+            )
         items = max(len(s) for s in per_role)
         return [
             per_role[i % roles][i // roles] if i // roles < len(per_role[i % roles]) else 0
@@ -239,8 +228,8 @@ class ShardTrainLoader:
         if not 0 <= start_batch <= total:
             raise ValueError(f"start batch {start_batch} outside 0..{total}")
         sizes = self._chunk_sizes()
-        roles = max(self.num_workers, 1)
-        done = start_batch * self.batch_size  # samples of the epoch already trained on
+        roles = max(self.sharding.num_workers, 1)
+        done = start_batch * self.sharding.batch_size  # samples of the epoch already trained on
         start, offset = 0, done
         while start < len(sizes) and offset >= sizes[start]:
             offset -= sizes[start]
@@ -248,7 +237,7 @@ class ShardTrainLoader:
         stream = self._stream
         stream.epoch, stream.rotation, stream.start = self.epoch, start % roles, start
         stream.items = len(sizes) // roles
-        self._bad.expected = self._rank_count(self.rank)
+        self._bad.expected = self._rank_count(self.sharding.rank)
         self._bad.new_epoch()
         return self._batches(start_batch, total, offset)
 
@@ -256,9 +245,9 @@ class ShardTrainLoader:
         loader = DataLoader(
             self._stream,
             batch_size=None,
-            num_workers=self.num_workers,
+            num_workers=self.sharding.num_workers,
             pin_memory=torch.cuda.is_available(),
-            prefetch_factor=4 if self.num_workers > 0 else None,
+            prefetch_factor=4 if self.sharding.num_workers > 0 else None,
         )
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         have = 0
@@ -280,8 +269,8 @@ class ShardTrainLoader:
                 if len(labels):
                     pending.append((images, labels))
                     have += len(labels)
-            while have >= self.batch_size and number < total:
-                images, labels, pending, have = _take(pending, self.batch_size)
+            while have >= self.sharding.batch_size and number < total:
+                images, labels, pending, have = _take(pending, self.sharding.batch_size)
                 last = (images, labels)
                 kind = self._kind(number)
                 yield images, labels, torch.full((len(labels),), kind, dtype=torch.int64)
@@ -290,7 +279,7 @@ class ShardTrainLoader:
     def _kind(self, number: int) -> int:
         if self.aug.pipeline != "seed":
             return 0
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, number, 4])
+        rng = np.random.default_rng([self.sharding.seed, self.epoch, self.sharding.rank, number, 4])
         return int(rng.integers(4))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -327,29 +316,25 @@ class _EvalStream(IterableDataset):
         self,
         split: ShardSplit,
         num_classes: int,
-        *,
-        batch_size: int,
         img_size: int,
         crop: float,
-        rank: int,
-        world_size: int,
+        sharding: Sharding,
     ) -> None:
         self.split = split
         self.num_classes = num_classes
-        self.batch_size = batch_size
         self.img_size = img_size
         self.crop = crop
-        self.rank = rank
-        self.world_size = world_size
+        self.sharding = sharding
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        urls = self.split.urls[self.rank :: self.world_size][worker::workers]
+        s = self.sharding
+        urls = self.split.urls[s.rank :: s.world_size][worker::workers]
         errors: list[tuple[str, str]] = []
         stream = itertools.chain.from_iterable(samples(u, errors) for u in urls)
         box = eval_box(self.crop, self.img_size)
-        for chunk in _chunks(stream, self.batch_size):
+        for chunk in _chunks(stream, s.batch_size):
             arrays, labels, failed = [], [], list(errors)
             errors.clear()
             for sample in chunk:
@@ -376,29 +361,13 @@ class _EvalStream(IterableDataset):
 
 
 def shard_eval_batches(
-    split: ShardSplit,
-    num_classes: int,
-    *,
-    batch_size: int,
-    img_size: int,
-    crop: float,
-    num_workers: int,
-    rank: int,
-    world_size: int,
+    split: ShardSplit, num_classes: int, img_size: int, crop: float, sharding: Sharding
 ) -> DataLoader:
-    """Evaluation chunks ``(uint8 images at img_size, labels, failures)`` of rank `rank`."""
-    stream = _EvalStream(
-        split,
-        num_classes,
-        batch_size=batch_size,
-        img_size=img_size,
-        crop=crop,
-        rank=rank,
-        world_size=world_size,
-    )
+    """Evaluation chunks ``(uint8 images at img_size, labels, failures)`` of one rank."""
+    mine = len(split.urls[sharding.rank :: sharding.world_size])
     return DataLoader(
-        stream,
+        _EvalStream(split, num_classes, img_size, crop, sharding),
         batch_size=None,
-        num_workers=min(num_workers, len(split.urls[rank::world_size])),
+        num_workers=min(sharding.num_workers, mine),
         pin_memory=torch.cuda.is_available(),
     )
