@@ -12,7 +12,7 @@ import os
 import sys
 
 from maxvit import __version__
-from maxvit.errors import UserError
+from maxvit.errors import Interrupted, UserError
 
 
 def keep_freed_memory() -> bool:
@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2

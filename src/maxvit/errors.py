@@ -1,4 +1,5 @@
-"""The one exception type that the CLI turns into a one-line error and a non-zero exit."""
+"""The exceptions the CLI turns into one line and a non-zero exit: bad input, and a training run
+stopped by a signal."""
 
 
 class UserError(ValueError):
@@ -8,3 +9,12 @@ class UserError(ValueError):
     it is a ``ValueError``, what Python code raises for a bad argument (the model code raises
     it too, e.g. for an input size its stages cannot divide).
     """
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after checkpointing; `maxvit` prints the message (what was
+    saved and how to resume) and exits with `exit_code` (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -28,6 +28,12 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename inside `folder` durable (no-op where folders cannot be opened)."""
     try:
@@ -55,6 +61,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it (some writers use 0600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -73,18 +80,35 @@ def write_json(path: str | Path, data: Any, indent: int = 1) -> Path:
     return write_text(path, json.dumps(data, indent=indent) + "\n")
 
 
+def _dead(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files `atomic_write` left in `folder` when its process was killed
+    (``.<name>.<pid>.tmp`` of a process that no longer exists); returns them."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        pid = path.name[: -len(".tmp")].rsplit(".", 1)[-1]
+        if path.is_file() and _dead(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def stale_staging_dirs(out: Path) -> Iterator[Path]:
     """Staging folders of `out` (see `staging_dir`) left by processes that no longer exist."""
     for path in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if _dead(path.name.rsplit("-", 1)[-1]):
             yield path
-        except PermissionError:
-            continue
 
 
 @contextlib.contextmanager

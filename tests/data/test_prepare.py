@@ -299,3 +299,22 @@ def test_mini_archive_prepares(prepared_mini):
     assert counts == {"train": 20000, "val": 1000, "test": 100}
     labels = np.load(prepared_mini / "train_labels.npy")
     assert np.bincount(labels).tolist() == [100] * 200
+
+
+def test_an_entry_far_larger_than_any_image_is_refused_without_reading_it(
+    synthetic_archive, tmp_path, monkeypatch
+):
+    import shutil
+    import zipfile
+
+    import maxvit.data.prepare as prep
+
+    archive = tmp_path / "tiny-imagenet-200.zip"
+    shutil.copy(synthetic_archive, archive)
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("tiny-imagenet-200/test/images/test_huge.JPEG")
+        zf.writestr(info, b"\0" * 5_000_000, compress_type=zipfile.ZIP_DEFLATED)  # 5 KB on disk
+    monkeypatch.setattr(prep, "MAX_ENTRY_BYTES", 1_000_000)
+    with pytest.raises(UserError, match=r"test_huge.JPEG declares 5,000,000 bytes"):
+        prep.prepare(archive, tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out").exists()

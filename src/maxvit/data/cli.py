@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode the archive once into verified arrays",
         description="Validate the official zip (read in place) or an unpacked copy and write "
         "uint8 arrays, labels, class lists and a checksummed manifest. Atomic: the output "
-        "appears only when complete.",
+        "appears only when complete. (Training needs no explicit prepare: `maxvit train --data "
+        "ZIP` prepares on first use into ZIP's folder as <name>-prepared, or, when that folder "
+        "is read-only or shared, into $XDG_CACHE_HOME/maxvit (~/.cache/maxvit).)",
     )
     p.add_argument(
         "--source", type=Path, required=True, help="tiny-imagenet-200.zip or its unpacked folder"

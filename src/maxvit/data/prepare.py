@@ -39,6 +39,8 @@ MANIFEST = "manifest.json"
 FORMAT = "maxvit-tiny-imagenet/1"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _CHUNK = 512  # images per decode task
+# The largest file of the official archive is words.txt (2.7 MB); images are a few KB.
+MAX_ENTRY_BYTES = 64 * 2**20
 
 HINT = (
     "get the archive with `maxvit data download` and prepare it with "
@@ -86,10 +88,25 @@ class ZipArchive(Archive):
         self._local = threading.local()
 
     def read(self, name: str) -> bytes:
+        """The entry's bytes, refusing entries far larger than any file of the data set (the
+        declared size first, then the real one while streaming, so memory stays bounded)."""
         zf = getattr(self._local, "zip", None)
         if zf is None:  # one handle per thread, so that reads run in parallel
             zf = self._local.zip = zipfile.ZipFile(self.path)
-        return zf.read(self.prefix + name)
+        info = zf.getinfo(self.prefix + name)
+        if info.file_size > MAX_ENTRY_BYTES:
+            raise UserError(
+                f"{self.path}: entry {info.filename} declares {info.file_size:,} bytes, far more "
+                f"than any file of Tiny ImageNet (limit {MAX_ENTRY_BYTES:,}); refusing it"
+            )
+        with zf.open(info) as f:
+            data = f.read(MAX_ENTRY_BYTES + 1)
+        if len(data) > MAX_ENTRY_BYTES:
+            raise UserError(
+                f"{self.path}: entry {info.filename} holds more than {MAX_ENTRY_BYTES:,} bytes "
+                "(more than it declares); refusing it"
+            )
+        return data
 
 
 class DirArchive(Archive):

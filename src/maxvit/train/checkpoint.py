@@ -39,6 +39,7 @@ class CheckpointInfo:
     model: str  # create_model name
     img_size: int  # input side the model was trained and is evaluated at
     class_names: list[str]  # index -> human-readable class name
+    classes: list[str]  # index -> class id (wnid, folder name); the names where not recorded
     eval_crop: float  # centre-crop fraction of its evaluation transform (1.0: none)
     step: int  # optimizer steps done when saved
     epoch: int  # epochs completed when saved
@@ -60,12 +61,30 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_state(path: Path) -> dict[str, Any]:
     """Read a training state safely (``weights_only=True``: tensors and primitives only)."""
+    import pickle
+
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(f"training state {path} is empty (a write was cut short?)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
-    except Exception as exc:  # corrupt file, foreign pickle, ...
-        raise UserError(f"cannot read training state {path}: {exc}") from None
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"refused to load training state {path}: it holds Python objects other than "
+            "tensors and plain values, which maxvit never writes (not loaded, nothing run)"
+        ) from None
+    except Exception as exc:  # truncated or not a torch file
+        raise UserError(f"cannot read training state {path}: {_first_line(exc)}") from None
+    missing = [k for k in ("model", "optimizer", "scheduler", "progress") if k not in state]
+    if not isinstance(state, dict) or missing:
+        raise UserError(f"{path} is not a maxvit training state (missing {missing})")
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -83,7 +102,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return candidate
         raise UserError(f"{p} holds no checkpoints/best.safetensors or last.safetensors")
     if p.suffix == ".pt":
-        p = p.with_suffix(".safetensors")
+        if not p.is_file():
+            raise UserError(f"checkpoint not found: {p}")
+        weights = p.with_suffix(".safetensors")
+        if not weights.is_file():
+            raise UserError(f"{p} has no weights file beside it ({weights.name} is missing)")
+        return weights
     if p.suffix != ".safetensors":
         raise UserError(f"{path}: expected a run folder, a .safetensors or a .pt checkpoint")
     if not p.is_file():
@@ -102,15 +126,34 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointI
         raise UserError(f"cannot read {file}: {exc}") from None
     if meta.get("format") != FORMAT:
         raise UserError(f"{file} is not a maxvit training checkpoint (no '{FORMAT}' metadata)")
-    info = CheckpointInfo(
-        path=file,
-        model=meta["model"],
-        img_size=int(meta["img_size"]),
-        class_names=json.loads(meta["class_names"]),
-        eval_crop=float(meta.get("eval_crop", 1.0)),  # absent from older checkpoints
-        step=int(meta["step"]),
-        epoch=int(meta["epoch"]),
-    )
+    try:
+        names = json.loads(meta["class_names"])
+        classes = json.loads(meta["classes"]) if "classes" in meta else names  # older files
+        info = CheckpointInfo(
+            path=file,
+            model=meta["model"],
+            img_size=int(meta["img_size"]),
+            class_names=names,
+            classes=classes,
+            eval_crop=float(meta.get("eval_crop", 1.0)),  # absent from older checkpoints
+            step=int(meta["step"]),
+            epoch=int(meta["epoch"]),
+        )
+    except KeyError as exc:
+        raise UserError(
+            f"{file}: its metadata lacks {exc}; not a complete maxvit checkpoint"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{file}: bad checkpoint metadata ({_first_line(exc)})") from None
+    lists = (info.class_names, info.classes)
+    if not all(isinstance(x, list) and x and all(isinstance(n, str) for n in x) for x in lists):
+        raise UserError(f"{file}: its class lists are not lists of names")
+    if (
+        len(info.classes) != len(info.class_names)
+        or info.img_size < 8
+        or not 0 < info.eval_crop <= 1
+    ):
+        raise UserError(f"{file}: inconsistent checkpoint metadata (classes, img_size, eval_crop)")
     return tensors, info
 
 
@@ -122,5 +165,23 @@ def load_model(
 
     tensors, info = read_weights(path)
     model = create_model(info.model, num_classes=len(info.class_names), img_size=info.img_size)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        problems = [
+            f"{len(keys)} {what} (e.g. {keys[0]})"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("of another shape", wrong),
+            )
+            if keys
+        ]
+        raise UserError(
+            f"{info.path}: its tensors do not fit {info.model} with {len(info.class_names)} "
+            f"classes at {info.img_size} px: " + ", ".join(problems)
+        )
     model.load_state_dict(tensors)
     return model.to(device).eval(), info

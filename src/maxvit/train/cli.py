@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data",
-        help="data set: Tiny ImageNet (zip, unpacked or prepared folder), class folders "
-        "(ROOT/train/<class>/...), or WebDataset shards (folder, brace pattern, URL, pipe:); "
-        "default ./data",
+        help="data set: Tiny ImageNet (zip, unpacked or prepared folder; an archive is prepared "
+        "on first use beside it, or under ~/.cache/maxvit when its folder is read-only), class "
+        "folders (ROOT/train/<class>/...), or WebDataset shards (folder, brace pattern, URL, "
+        "pipe:); default ./data",
     )
     p.add_argument(
         "--download",
@@ -73,8 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("predict", help="top-5 classes of image files")
+    p = sub.add_parser("predict", help="top classes of image files")
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_predict)
 
@@ -124,12 +127,23 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from maxvit.errors import UserError
     from maxvit.train.predict import predict
 
-    for result in predict(args.checkpoint, args.images):
+    if args.top_k < 1:
+        raise UserError("--top-k must be >= 1")
+    results = predict(args.checkpoint, args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
         print(result["image"])
         for entry in result["top"]:
-            print(f"  {entry['probability']:.4f}  {entry['class']}")
+            same = entry["id"] == entry["class"]
+            print(
+                f"  {entry['probability']:.4f}  {entry['class']}"
+                + ("" if same else f" ({entry['id']})")
+            )
     return 0
 
 

@@ -12,7 +12,8 @@ from maxvit.train.checkpoint import load_model
 
 @torch.no_grad()
 def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) -> list[dict]:
-    """Top-k (class name, probability) for each image, with the checkpoint's eval transform.
+    """Top-k (class name, class id such as the wnid, probability) for each image, with the
+    checkpoint's eval transform.
 
     Images of any size and mode are decoded by `maxvit.data.images` and given the evaluation
     geometry (resize to img_size / eval_crop, centre crop img_size); an undecodable one is a
@@ -33,7 +34,7 @@ def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) ->
         ]
         values, indices = probs.topk(min(top_k, probs.numel()))
         top = [
-            {"class": info.class_names[i], "probability": float(v)}
+            {"class": info.class_names[i], "id": info.classes[i], "probability": float(v)}
             for v, i in zip(values.tolist(), indices.tolist(), strict=True)
         ]
         results.append({"image": str(path), "top": top})

@@ -14,11 +14,27 @@ from maxvit.recorded import RECORDED
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch rows of a run folder's ``metrics.jsonl``."""
+    """The per-epoch rows of a run folder's ``metrics.jsonl``.
+
+    A last line cut short (the process died while appending it) is left out: that epoch is
+    not complete in the log. A bad line before the last is a `UserError` naming it.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise UserError(f"{run_dir} has no metrics.jsonl (not a training run folder?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # cut short mid-write
+            raise UserError(f"{path} line {number} is not JSON; the log is damaged") from None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise UserError(f"{path} line {number} is not an epoch record")
+        rows.append(row)
+    return rows
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:

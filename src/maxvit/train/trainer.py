@@ -37,13 +37,17 @@ from torch import nn
 
 from maxvit.data import BatchAugment, DataSource, build_train_loader, open_data
 from maxvit.device import autocast, to_model_layout
-from maxvit.errors import UserError
+from maxvit.errors import Interrupted, UserError
+from maxvit.files import remove_stale_temps, write_text
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import distributed
 from maxvit.train.config import TrainConfig, load_config, save_config
 from maxvit.train.evaluate import evaluate
+from maxvit.train.stop import StopSignals
 
 LOG_INTERVAL_S = 30.0  # plain progress lines (no terminal) at most this often
+CPU_ESTIMATE_AFTER = 5  # steps timed before the CPU run-time estimate
+CPU_ESTIMATE_NOTE_S = 3600.0  # ... which is printed when the rest of the run takes longer
 TB_EVERY_STEPS = 50  # TensorBoard step scalars every this many optimizer steps
 
 
@@ -144,6 +148,9 @@ class _Run:
         self.optimizer, self.scheduler = self._build_optimizer()
         self.progress = Progress()
         self.resumed = state is not None
+        self.stop = StopSignals()
+        self.stop_flag = 0.0  # summed over the ranks with each step's statistics
+        self.session = (time.monotonic(), 0)  # (start, step) of this process's training
         if state is not None:
             self._load_state(state)
         if ctx.is_main:  # everything is built: only now is the run folder made
@@ -153,6 +160,14 @@ class _Run:
 
     def run(self) -> Path:
         cfg, ctx = self.cfg, self.ctx
+        if self.progress.epoch >= cfg.epochs:
+            if ctx.is_main:
+                self._say(
+                    f"run {self.out} is already complete ({cfg.epochs} epochs, best val top-1 "
+                    f"{self.progress.best_top1:.2f}% at epoch {self.progress.best_epoch}); "
+                    "nothing to train (raise epochs with --set epochs=N to train on)"
+                )
+            return self.out
         if ctx.is_main:
             self._say(
                 f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} "
@@ -165,9 +180,11 @@ class _Run:
                     else ""
                 )
             )
+        self.session = (time.monotonic(), self.progress.step)  # for the CPU time estimate
         try:
-            while self.progress.epoch < cfg.epochs:
-                self._train_epoch()
+            with self.stop:
+                while self.progress.epoch < cfg.epochs:
+                    self._train_epoch()
         finally:
             if self.tb is not None:
                 self.tb.close()
@@ -185,6 +202,9 @@ class _Run:
     def _read_state(self, resume: bool) -> dict | None:
         """The checkpoint to resume from, if any; refuses to overwrite a run without resume."""
         last = self.ckpt_dir / "last.pt"
+        if self.ctx.is_main and self.ckpt_dir.is_dir():
+            for stale in remove_stale_temps(self.ckpt_dir):  # from a process killed mid-write
+                self._say(f"removed {stale}, left by an interrupted checkpoint write")
         if last.exists() and not resume:
             raise UserError(
                 f"{self.out} already holds a run; pass --resume to continue it or choose "
@@ -316,10 +336,10 @@ class _Run:
         resumed = self.resumed
         metrics = self.out / "metrics.jsonl"
         if resumed and metrics.exists():  # drop epochs logged after the checkpoint we resume
-            done = self.progress.epoch
-            lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= done]
-            metrics.write_text("".join(ln + "\n" for ln in kept))
+            from maxvit.train.report import read_metrics
+
+            kept = [row for row in read_metrics(self.out) if row["epoch"] <= self.progress.epoch]
+            write_text(metrics, "".join(json.dumps(row) + "\n" for row in kept))
         elif not resumed:
             metrics.unlink(missing_ok=True)
         from torch.utils.tensorboard import SummaryWriter
@@ -364,15 +384,48 @@ class _Run:
                     f"lr {self.optimizer.param_groups[0]['lr']:.3g} "
                     f"{p.seen / max(p.train_seconds, 1e-9):.1f} img/s"
                 )
+            if self.stop_flag:
+                self._save("last")
+                self._stopped()
             if (
                 cfg.ckpt_every_steps
                 and p.step % cfg.ckpt_every_steps == 0
                 and p.step_in_epoch < self.steps_per_epoch
             ):
                 self._save("last")
+            if ctx.is_main and p.step == self.session[1] + CPU_ESTIMATE_AFTER:
+                self._cpu_estimate()
         if bar is not None:
             bar.close()
         self._end_epoch()
+
+    def _stopped(self) -> None:
+        """After the checkpoint of a signal's step: say what was saved and how to resume."""
+        from maxvit.train.stop import EXIT_CODES, NAMES
+
+        p, sig = self.progress, self.stop.signal
+        raise Interrupted(
+            f"{NAMES.get(sig, 'a signal on another rank')} at step {p.step} (epoch {p.epoch + 1}, "
+            f"step {p.step_in_epoch} of {self.steps_per_epoch}); checkpoint "
+            f"{self.ckpt_dir / 'last.pt'}; resume with: maxvit train --resume --out {self.out}",
+            EXIT_CODES.get(sig, 143),
+        )
+
+    def _cpu_estimate(self) -> None:
+        """On a CPU, once a few steps are timed: how long the whole run would take, when long."""
+        if self.device.type != "cpu":
+            return
+        start, step0 = self.session
+        per_step = (time.monotonic() - start) / max(self.progress.step - step0, 1)
+        left = self.cfg.epochs * self.steps_per_epoch - self.progress.step
+        if left * per_step > CPU_ESTIMATE_NOTE_S:
+            rate = self.cfg.batch_size / per_step
+            self._say(
+                f"note: training on the CPU at {rate:.1f} img/s, the remaining {left:,} steps take "
+                f"about {left * per_step / 3600:.1f} h; this recipe is meant for a GPU. On a CPU, "
+                "`make train PRESET=cpu-mini DATA=../shared/data/tiny-imagenet-200-mini.zip` "
+                "trains in minutes"
+            )
 
     def _train_step(self, batches: Any) -> tuple[float, float, float]:
         """One optimizer step over accum_steps micro-batches; returns global (loss sum, correct, n)."""
@@ -400,7 +453,11 @@ class _Run:
                 loss = soft_target_loss(logits, targets)
             n = labels.numel()
             correct = (logits.detach().argmax(1) == targets.argmax(1)).sum().item()
-            stats = ctx.sum([loss.item() * n, correct, n])
+            # the stop flag rides with the statistics: every rank stops at the same step
+            *stats, stop = ctx.sum(
+                [loss.item() * n, correct, n, float(self.stop.signal is not None)]
+            )
+            self.stop_flag = max(self.stop_flag, stop)
             if not math.isfinite(stats[0]):
                 raise NonFiniteLoss(
                     f"training loss is {stats[0] / stats[2]} at step {p.step + 1} (epoch "
@@ -470,7 +527,12 @@ class _Run:
 
     # ---- checkpoints and output --------------------------------------------------------
     def _save(self, name: str, *, best: bool = False) -> None:
-        """Write checkpoint `name` (and ``best`` weights); rank 0 only; disk full -> UserError."""
+        """Write checkpoint `name` (and ``best`` weights); rank 0 only; disk full -> UserError.
+
+        Order: best weights, last weights, then the training state, the commit point. An
+        interrupt between them leaves weights at most one save ahead of the state; resuming redoes
+        those steps exactly and writes the same files again, so the summary's best epoch and
+        ``best.safetensors`` cannot disagree after the run."""
         if not self.ctx.is_main:
             return
         p = self.progress
@@ -479,6 +541,7 @@ class _Run:
             "model": self.cfg.model,
             "img_size": self.img_size,
             "class_names": self.class_names,
+            "classes": list(self.source.classes),
             "eval_crop": self.cfg.eval_crop,
             "step": p.step,
             "epoch": p.epoch,
@@ -491,11 +554,11 @@ class _Run:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
-        try:
-            ckpt.save_state(self.ckpt_dir / f"{name}.pt", state)
-            ckpt.save_weights(self.ckpt_dir / f"{name}.safetensors", weights, meta)
+        try:  # the training state last: it commits the step, so the files never disagree
             if best:
                 ckpt.save_weights(self.ckpt_dir / "best.safetensors", weights, meta)
+            ckpt.save_weights(self.ckpt_dir / f"{name}.safetensors", weights, meta)
+            ckpt.save_state(self.ckpt_dir / f"{name}.pt", state)
         except OSError as exc:
             raise UserError(
                 f"cannot write a checkpoint in {self.ckpt_dir} at step {p.step} ({exc.strerror or exc}); "
