@@ -20,8 +20,9 @@ came before: each role skips its first chunks undecoded, the worker-to-role assi
 rotated so that the round-robin continues where it stopped, and the first chunk is cut at the
 right sample. That is exact (bit for bit on the CPU) when the world size and worker count are
 those of the interrupted run, no undecodable sample came before the checkpoint in that epoch,
-and the shards hold the counts their manifest gives. Otherwise the resumed epoch still reads
-each sample at most once, but its order differs (docs/data.md).
+and the shards hold the counts their manifest gives. Otherwise the rest of that epoch follows
+the new setting's order from the same sample count: some of its samples may be trained on
+twice and others not at all; later epochs are complete again (docs/data.md).
 
 Evaluation (`shard_eval_batches`): rank r reads shards ``r::world_size`` in order, split over
 its workers; every sample is read exactly once across ranks.
