@@ -151,7 +151,10 @@ def test_overfitting_verdicts() -> None:
     holds = claims.overfitting_claim(
         _result("MaxViT", clean=60, val=40), _result("CoAtNet", clean=80, val=30), vit, 1000
     )
-    assert holds.verdict == "holds" and "20.00 points" in holds.text
+    assert holds.verdict == "holds" and "CoAtNet minus MaxViT = 30.00 points" in holds.text
+    # each gap with its binomial standard error: sqrt(p(1-p)/n_train + q(1-q)/n_val), in points
+    se = 100 * (0.6 * 0.4 / 20_000 + 0.4 * 0.6 / 1000) ** 0.5
+    assert f"is 20.00 +- {se:.2f} points" in holds.text
     reversed_ = claims.overfitting_claim(
         _result("MaxViT", clean=80, val=30), _result("CoAtNet", clean=60, val=40), vit, 1000
     )
@@ -232,3 +235,25 @@ def test_cli_errors(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_cpu_fit_plan_trains_maxvit_and_coatnet_and_reports_the_fit(
+    synthetic_archive: Path, tmp_path: Path
+) -> None:
+    """The cpu-fit plan at smoke sizes: two models, no ViT and no scaling, the fit reported."""
+    fit_plan, config = plan.study_config("cpu-fit", synthetic_archive, [])
+    assert fit_plan.models == ("maxvit_nano", "coatnet_nano") and fit_plan.fit == 60.0
+    assert config.aug.pipeline == "none" and config.img_size == 64
+    out = tmp_path / "fit"
+    sizes = ["epochs=1", "steps_per_epoch=1", "img_size=32", "batch_size=8"]
+    report = st.run_study("cpu-fit", synthetic_archive, out, sizes).read_text()
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["coatnet_nano", "maxvit_nano"]
+    assert not (out / "bench" / "scaling").exists()
+    assert "Two models trained with one recipe" in report
+    clean = {
+        name: json.loads((out / "runs" / name / "clean_train.json").read_text())["top1"]
+        for name in fit_plan.models
+    }
+    assert f"MaxViT (maxvit_nano) did not: {clean['maxvit_nano']:.2f}%" in report
+    verdicts = [ln for ln in report.splitlines() if ln[:3] in ("1. ", "2. ", "3. ")]
+    assert len(verdicts) == 1 and "Overfitting" in verdicts[0] and "+-" in verdicts[0]

@@ -70,7 +70,9 @@ def test_predict_prints_top5_class_names(run, archive, tmp_path, capsys):
     assert len(lines) == 2 * 6 and lines[0] == str(images[0])
     probs = [float(line.split()[0]) for line in lines[1:6]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-    assert all(line.split(None, 1)[1] in words for line in lines[1:6])  # names from words.txt
+    # names from words.txt, each with its wnid
+    assert all(line.split(None, 1)[1].rsplit(" (", 1)[0] in words for line in lines[1:6])
+    assert all(line.endswith(")") and " (n" in line for line in lines[1:6])
 
 
 @pytest.mark.slow

@@ -21,7 +21,15 @@ from maxvit.train.trainer import lr_factor
 
 
 def test_presets_ship_and_load():
-    assert set(list_presets()) == {"seed", "paper", "finetune", "imagenet", "cpu-mini", "smoke"}
+    assert set(list_presets()) == {
+        "seed",
+        "paper",
+        "finetune",
+        "imagenet",
+        "cpu-mini",
+        "cpu-fit",
+        "smoke",
+    }
     for name in list_presets():
         assert isinstance(load_preset(name), TrainConfig)
 

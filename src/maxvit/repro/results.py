@@ -50,12 +50,13 @@ class StudyResults:
     out: Path
     study: dict  # study.json
     recipe: dict  # the common config.yaml of the runs, without `model`
-    models: list[ModelResult]  # in ROLES order
+    models: list[ModelResult]  # in the plan's order of roles
     bench: dict  # bench/model.json
-    scaling: dict  # bench/scaling/scaling.json
+    scaling: dict | None  # bench/scaling/scaling.json (plans with a ViT only)
 
-    def role(self, role: str) -> ModelResult:
-        return next(m for m in self.models if m.role == role)
+    def role(self, role: str) -> ModelResult | None:
+        """The model playing `role`, or None where the plan has no such model (the ViT)."""
+        return next((m for m in self.models if m.role == role), None)
 
 
 def load_results(out: str | Path) -> StudyResults:
@@ -69,7 +70,8 @@ def load_results(out: str | Path) -> StudyResults:
         raise UserError(f"{out} has no study.json (not a `maxvit repro` folder?)")
     study = read_json(out / "study.json")
     bench = read_json(out / "bench" / "model.json")
-    scaling = read_json(out / "bench" / "scaling" / "scaling.json")
+    scaling_json = out / "bench" / "scaling" / "scaling.json"
+    scaling = read_json(scaling_json) if "ViT" in study["models"] else None
     by_name = {r["model"]: r for r in bench["results"]}
     models, recipes = [], []
     for role, name in study["models"].items():

@@ -37,7 +37,7 @@ from typing import Any
 
 from maxvit.errors import UserError
 from maxvit.files import write_json
-from maxvit.repro.plan import EVAL_BATCH, ROLES, StudyPlan, same_recipe, study_config
+from maxvit.repro.plan import EVAL_BATCH, StudyPlan, same_recipe, study_config
 from maxvit.repro.report import rebuild_report
 from maxvit.repro.results import read_json
 
@@ -45,7 +45,7 @@ from maxvit.repro.results import read_json
 def run_study(
     preset: str, data: str | Path, out: str | Path, overrides: list[str] | None = None
 ) -> Path:
-    """Train and measure the three models of `preset`'s plan in `out`; write REPORT.md; return it.
+    """Train and measure the models of `preset`'s plan in `out`; write REPORT.md; return it.
 
     `data` is an archive, unpacked or prepared folder (prepared on first use). Re-running with
     the same arguments reuses what is done; different arguments on the same `out` are refused.
@@ -99,7 +99,7 @@ def _start_study(
     study = {
         "preset": preset,
         "overrides": overrides,
-        "models": dict(zip(ROLES, plan.models, strict=True)),
+        "models": dict(zip(plan.roles, plan.models, strict=True)),
         "plan": dataclasses.asdict(plan),
         "recipe": recipe,
         "data": {
@@ -186,7 +186,7 @@ def _bench(out: Path, study: dict, plan: StudyPlan, config: Any) -> None:
                 )
             )
     scaling = out / "bench" / "scaling"
-    if not (scaling / "scaling.json").exists():
+    if plan.scaling and not (scaling / "scaling.json").exists():
         _say("study: bench scaling")
         with _phase(out, study, "bench scaling"):
             run_scaling(

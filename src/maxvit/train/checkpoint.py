@@ -76,9 +76,8 @@ def load_state(path: Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # truncated or not a torch file
         raise UserError(f"cannot read training state {path}: {_first_line(exc)}") from None
-    missing = [k for k in ("model", "optimizer", "scheduler", "progress") if k not in state]
-    if not isinstance(state, dict) or missing:
-        raise UserError(f"{path} is not a maxvit training state (missing {missing})")
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not a maxvit training state (not a mapping)")
     return state
 
 
@@ -102,12 +101,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return candidate
         raise UserError(f"{p} holds no checkpoints/best.safetensors or last.safetensors")
     if p.suffix == ".pt":
+        weights = p.with_suffix(".safetensors")
+        if weights.is_file():
+            return weights
         if not p.is_file():
             raise UserError(f"checkpoint not found: {p}")
-        weights = p.with_suffix(".safetensors")
-        if not weights.is_file():
-            raise UserError(f"{p} has no weights file beside it ({weights.name} is missing)")
-        return weights
+        raise UserError(f"{p} has no weights file beside it ({weights.name} is missing)")
     if p.suffix != ".safetensors":
         raise UserError(f"{path}: expected a run folder, a .safetensors or a .pt checkpoint")
     if not p.is_file():

@@ -213,6 +213,9 @@ class _Run:
         state = None
         if resume and last.exists():
             state = ckpt.load_state(last)
+            missing = [k for k in ("model", "optimizer", "scheduler", "progress") if k not in state]
+            if missing:
+                raise UserError(f"{last} is not a maxvit training state (it lacks {missing})")
             saved = self.out / "config.yaml"
             if saved.exists() and load_config(saved) != self.cfg and self.ctx.is_main:
                 self._say(f"note: resuming with a config that differs from {saved}")
