@@ -24,6 +24,7 @@ from maxvit.train import trainer
 from maxvit.train.trainer import train
 from tests.train.utils import maxvit_command, read_weights, run_maxvit, smoke_config, subprocess_env
 
+pytestmark = pytest.mark.slow  # end to end: training runs, subprocesses and real signals
 ONE_STEP = ("epochs=1", "steps_per_epoch=1")
 
 
@@ -294,7 +295,6 @@ def _signal_mid_run(
     return subprocess.CompletedProcess(proc.args, proc.returncode, "", "".join(lines) + rest)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_checkpoints_the_step_and_resume_equals_an_uninterrupted_run(
     synth_data, tmp_path, sig, code
@@ -317,7 +317,6 @@ def test_a_signal_checkpoints_the_step_and_resume_equals_an_uninterrupted_run(
     assert all(torch.equal(final[k], expected[k]) for k in expected)
 
 
-@pytest.mark.slow
 def test_a_second_signal_stops_at_once(synth_data, tmp_path):
     stopped = _signal_mid_run(synth_data, tmp_path / "run", tmp_path, signal.SIGTERM, twice=True)
     assert stopped.returncode == -signal.SIGTERM  # no handler the second time: the default action
