@@ -1,4 +1,4 @@
-"""Device helpers shared by training, evaluation and benchmarks: autocast and memory layout."""
+"""Device helpers shared by training, evaluation and benchmarks: precision and memory layout."""
 
 from __future__ import annotations
 
@@ -7,18 +7,37 @@ from typing import TypeVar
 
 import torch
 
+from maxvit.errors import UserError
+
 T = TypeVar("T", torch.Tensor, torch.nn.Module)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA devices with native bf16; fp32 elsewhere.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" -> bf16 on CUDA devices with native bf16, fp16 on older GPUs (T4, V100: train it
+    with a GradScaler), fp32 on the CPU; the other names as they are.
 
     On CPUs without fast bf16 units bf16 is far slower than fp32 (`maxvit bench kernels --cases
-    bf16-matmul`, docs/benchmarks.md), so the CPU stays in fp32.
+    bf16-matmul`, docs/benchmarks.md), so the CPU stays in fp32 unless asked otherwise.
     """
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Autocast to the resolved precision on `device` (nothing for fp32)."""
+    resolved = resolve_precision(precision, device)
+    if resolved == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def to_model_layout(x: T, device: torch.device) -> T:

@@ -79,7 +79,7 @@ def test_non_finite_loss_stops_naming_the_step(synth_data, tmp_path, monkeypatch
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(trainer, "soft_target_loss", loss_that_explodes)
-    with pytest.raises(NonFiniteLoss, match="nan at step 3 .*last good checkpoint"):
+    with pytest.raises(NonFiniteLoss, match="non-finite at step 3 .*last good checkpoint"):
         train(smoke_config(synth_data), tmp_path / "run")
     state = ckpt.load_state(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["progress"]["step"] == 2

@@ -179,7 +179,7 @@ def open_shards(spec: str | Path) -> DataSource:
 
     if isinstance(spec, Path):
         folder = spec.absolute()
-        urls = sorted(str(p) for p in folder.glob("*.tar"))
+        urls = sorted(str(p) for p in folder.glob("*.tar") if split_of(p.name))
         location = str(folder)
     else:
         urls = [u for part in spec.split("::") for u in braceexpand.braceexpand(part)]

@@ -72,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="centre-crop fraction (default: the checkpoint's eval_crop; 1.0 = no crop)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="auto: bf16 on GPUs that have it, fp16 on older ones, fp32 on the CPU",
+    )
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")
@@ -121,6 +127,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         crop=args.crop,
+        precision=args.precision,
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -49,6 +49,9 @@ class TrainConfig:
     eval_crop: float = 1.0  # evaluation: resize to img_size / eval_crop, centre crop img_size
     seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
     num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
+    precision: str = (
+        "auto"  # auto (bf16 GPU, fp16 + loss scaling on old GPUs, fp32 CPU), bf16, fp16, fp32
+    )
     compile: bool = False  # torch.compile the model (pays off on long GPU runs)
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA DDP only)
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
@@ -69,6 +72,12 @@ class TrainConfig:
         for name in floats:
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name} must be a finite number, got {getattr(self, name)}")
+        from maxvit.device import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise UserError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not 0 < self.eval_crop <= 1:
             raise UserError(f"eval_crop must be in (0, 1], got {self.eval_crop}")
         if not 0 <= self.ema_decay < 1:

@@ -40,6 +40,13 @@ class DistContext:
         dist.all_reduce(t)
         return t.tolist()
 
+    def sum_tensor(self, t: torch.Tensor) -> list[float]:
+        """Sum a small device tensor over all processes and read it on the host: one host sync
+        (and one all-reduce under DDP)."""
+        if self.distributed:
+            dist.all_reduce(t)
+        return t.tolist()
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -27,6 +27,7 @@ def evaluate(
     num_workers: int = 0,
     device: torch.device | str = "cpu",
     ctx: distributed.DistContext | None = None,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy of `model` on a split.
 
@@ -59,7 +60,7 @@ def evaluate(
         if labels.min() < 0:
             raise UserError(f"the {split} split has no labels; evaluate on val or train")
         x = to_model_layout(transform(images), device)
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(x).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -83,6 +84,7 @@ def evaluate_checkpoint(
     batch_size: int = 128,
     num_workers: int = 0,
     crop: float | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`.
 
@@ -115,6 +117,7 @@ def evaluate_checkpoint(
             num_workers=num_workers,
             device=ctx.device,
             ctx=ctx,
+            precision=precision,
         )
         return {
             "checkpoint": str(info.path),

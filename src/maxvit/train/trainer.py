@@ -10,8 +10,11 @@ Design decisions (see docs/training.md):
   batch_size / (N * accum_steps) per micro-batch, so runs with different process counts or
   accumulation follow the same schedule.
 * Train loss and accuracy are measured on the augmented stream against the soft targets
-  (accuracy = argmax of logits vs argmax of target), as recorded; they are summed over ranks
-  every micro-batch, which also makes every rank see a non-finite loss at the same step.
+  (accuracy = argmax of logits vs argmax of target), as recorded. A step makes no host sync:
+  loss and accuracy sums, and the first step with a non-finite loss, accumulate on the device,
+  and come to the host (summed over ranks, in one all-reduce) only every `SYNC_EVERY` steps,
+  at checkpoints and at the end of the epoch. A non-finite loss stops the run at the next sync,
+  naming the step where it first appeared; the checkpoints on disk are all from before it.
 * bf16 autocast and channels_last on CUDA only (fp32 is faster on CPUs without bf16 units).
 * The data set comes from `maxvit.data.open_data` (any layout); the class count and names come
   from it. `pretrained` weights load before training, the head re-initialised when the class
@@ -36,7 +39,7 @@ import torch
 from torch import nn
 
 from maxvit.data import BatchAugment, DataSource, build_train_loader, open_data
-from maxvit.device import autocast, to_model_layout
+from maxvit.device import autocast, resolve_precision, to_model_layout
 from maxvit.errors import Interrupted, UserError
 from maxvit.files import remove_stale_temps, write_text
 from maxvit.train import checkpoint as ckpt
@@ -46,6 +49,7 @@ from maxvit.train.evaluate import evaluate
 from maxvit.train.stop import StopSignals
 
 LOG_INTERVAL_S = 30.0  # plain progress lines (no terminal) at most this often
+SYNC_EVERY = 25  # optimizer steps between host syncs of the running statistics
 CPU_ESTIMATE_AFTER = 5  # steps timed before the CPU run-time estimate
 CPU_ESTIMATE_NOTE_S = 3600.0  # ... which is printed when the rest of the run takes longer
 TB_EVERY_STEPS = 50  # TensorBoard step scalars every this many optimizer steps
@@ -110,6 +114,55 @@ def train(
         distributed.cleanup(ctx)
 
 
+class _Running:
+    """This rank's train statistics since the last sync, kept on the device.
+
+    ``add`` is device work only (no host sync): loss and correct-prediction sums, and the first
+    step whose loss was not finite. The sample count is known on the host. ``take`` returns
+    them (with the stop flag) as one float64 device tensor to all-reduce, and starts over.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * n, correct
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.seen = 0  # samples since the last take (known on the host)
+
+    def add(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        step: int,
+        *,
+        check: bool = True,
+    ) -> None:
+        """Count one micro-batch; with `check`, remember `step` if its loss is not finite (fp16
+        leaves that to its loss scaler, which skips such steps)."""
+        n = targets.shape[0]
+        correct = (logits.detach().argmax(1) == targets.argmax(1)).sum()
+        finite = torch.isfinite(loss.detach())
+        loss_sum = torch.where(finite, loss.detach().double() * n, 0.0)  # a skipped step adds 0
+        self.sums += torch.stack([loss_sum, correct.double()])
+        if check:
+            self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+        self.seen += n
+
+    def take(self, *, stop: bool) -> torch.Tensor:
+        """[loss sum, correct, non-finite (0/1), seen, stop (0/1)] since the last take, as one
+        float64 device tensor to all-reduce; then starts over (the first bad step is kept)."""
+        host = torch.tensor([self.seen, float(stop)], dtype=torch.float64)
+        bad = (self.first_bad >= 0).double().view(1)
+        out = torch.cat([self.sums, bad, host.to(self.sums.device, non_blocking=True)])
+        self.sums = torch.zeros_like(self.sums)
+        self.seen = 0
+        return out
+
+    def bad_step(self) -> int | None:
+        """This rank's first step with a non-finite loss (a host sync: read after one is seen)."""
+        step = int(self.first_bad)
+        return step if step >= 0 else None
+
+
 class _Run:
     """One training run: `__init__` builds everything from the config (and the checkpoint when
     resuming), `run` loops over the epochs.
@@ -144,13 +197,20 @@ class _Run:
         self.steps_per_epoch = self._steps_per_epoch()
         augment = BatchAugment(config.aug, len(self.class_names), self.img_size)
         self.batch_aug = augment.to(self.device)
-        self.generator = torch.Generator(self.device)
+        # BatchAugment draws its seed from this generator on the host: a CPU generator, so that
+        # drawing it is no device sync (its work runs on the device all the same)
+        self.generator = torch.Generator()
+        self.running = _Running(self.device)
         self.optimizer, self.scheduler = self._build_optimizer()
+        self.precision = resolve_precision(config.precision, self.device)
+        # fp16 needs loss scaling (bf16 has fp32's range): a step whose gradients overflow is
+        # skipped by the scaler and the scale lowered, which is not a failure
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.progress = Progress()
         self.resumed = state is not None
         self.stop = StopSignals()
-        self.stop_flag = 0.0  # summed over the ranks with each step's statistics
         self.session = (time.monotonic(), 0)  # (start, step) of this process's training
+        self.last_line: float | None = None  # when the last plain progress line was printed
         if state is not None:
             self._load_state(state)
         if ctx.is_main:  # everything is built: only now is the run folder made
@@ -330,6 +390,8 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
 
     def _open_logs(self) -> Any:
@@ -357,50 +419,73 @@ class _Run:
         self.loader.set_epoch(epoch)
         batches = self.loader.iter_from(p.step_in_epoch * cfg.accum_steps)
         bar = self._progress_bar(epoch)
-        last_line = time.monotonic()
-        tb_loss, tb_count = 0.0, 0
         self.model.train()
         while p.step_in_epoch < self.steps_per_epoch:
             start = time.perf_counter()
-            loss_sum, correct, seen = self._train_step(batches)
+            self._train_step(batches)
             p.train_seconds += time.perf_counter() - start
-            p.loss_sum += loss_sum
-            p.correct += correct
-            p.seen += seen
             p.step += 1
             p.step_in_epoch += 1
-            tb_loss, tb_count = tb_loss + loss_sum / seen, tb_count + 1
-            if self.tb is not None and p.step % TB_EVERY_STEPS == 0:
-                self.tb.add_scalar("train/loss_step", tb_loss / tb_count, p.step)
-                self.tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], p.step)
-                tb_loss, tb_count = 0.0, 0
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{100 * p.correct / p.seen:.1f}%"
-                )
-            elif ctx.is_main and (time.monotonic() - last_line > LOG_INTERVAL_S or p.step == 1):
-                last_line = time.monotonic()
-                self._say(
-                    f"epoch {epoch + 1}/{cfg.epochs} step {p.step_in_epoch}/{self.steps_per_epoch} "
-                    f"loss {p.loss_sum / p.seen:.4f} acc {100 * p.correct / p.seen:.2f}% "
-                    f"lr {self.optimizer.param_groups[0]['lr']:.3g} "
-                    f"{p.seen / max(p.train_seconds, 1e-9):.1f} img/s"
-                )
-            if self.stop_flag:
-                self._save("last")
-                self._stopped()
-            if (
+            checkpoint = (
                 cfg.ckpt_every_steps
                 and p.step % cfg.ckpt_every_steps == 0
                 and p.step_in_epoch < self.steps_per_epoch
-            ):
+            )
+            # single process: a signal stops at this step; under DDP the ranks agree at a sync
+            stop_now = self.stop.signal is not None and not ctx.distributed
+            first = p.step == self.session[1] + 1  # the first step of this process: say so
+            if p.step % SYNC_EVERY == 0 or checkpoint or stop_now or first:
+                stop = self._sync(bar)
+                if stop:
+                    self._save("last")
+                    self._stopped()
+            if checkpoint:
                 self._save("last")
             if ctx.is_main and p.step == self.session[1] + CPU_ESTIMATE_AFTER:
                 self._cpu_estimate()
         if bar is not None:
             bar.close()
+        self._sync(None)
         self._end_epoch()
+
+    def _sync(self, bar: Any) -> bool:
+        """The host sync: running statistics (and the stop flag) summed over the ranks into
+        `progress`; a non-finite loss stops the run here. Returns whether to stop."""
+        cfg, p = self.cfg, self.progress
+        loss_sum, correct, bad, seen, stop = self.ctx.sum_tensor(
+            self.running.take(stop=self.stop.signal is not None)
+        )
+        if bad:
+            step = self.running.bad_step()
+            where = f"at step {step}" if step is not None else "on another rank"
+            raise NonFiniteLoss(
+                f"training loss became non-finite {where} (epoch {p.epoch + 1}); stopped at "
+                f"step {p.step}. The last good checkpoint is {self.ckpt_dir / 'last.pt'} "
+                "(lower lr or set clip_grad)"
+            )
+        p.loss_sum, p.correct, p.seen = p.loss_sum + loss_sum, p.correct + correct, p.seen + seen
+        if not p.seen:
+            return bool(stop)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.tb is not None and seen:
+            self.tb.add_scalar("train/loss_step", loss_sum / seen, p.step)
+            self.tb.add_scalar("train/lr", lr, p.step)
+        if bar is not None:
+            bar.set_postfix(
+                loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{100 * p.correct / p.seen:.1f}%"
+            )
+        elif self.ctx.is_main and (
+            self.last_line is None or time.monotonic() - self.last_line > LOG_INTERVAL_S
+        ):
+            self.last_line = time.monotonic()
+            self._say(
+                f"epoch {p.epoch + 1}/{cfg.epochs} step {p.step_in_epoch}/{self.steps_per_epoch} "
+                f"loss {p.loss_sum / p.seen:.4f} acc {100 * p.correct / p.seen:.2f}% "
+                f"lr {lr:.3g} {p.seen / max(p.train_seconds, 1e-9):.1f} img/s"
+            )
+        return bool(stop)
 
     def _stopped(self) -> None:
         """After the checkpoint of a signal's step: say what was saved and how to resume."""
@@ -430,11 +515,11 @@ class _Run:
                 "trains in minutes"
             )
 
-    def _train_step(self, batches: Any) -> tuple[float, float, float]:
-        """One optimizer step over accum_steps micro-batches; returns global (loss sum, correct, n)."""
+    def _train_step(self, batches: Any) -> None:
+        """One optimizer step over accum_steps micro-batches, with no host sync: its statistics
+        accumulate on the device (`_Running`)."""
         cfg, ctx, p = self.cfg, self.ctx, self.progress
         self.optimizer.zero_grad(set_to_none=True)
-        totals = [0.0, 0.0, 0.0]
         for micro in range(cfg.accum_steps):
             images, labels, kind = next(batches)
             seed = derive_seed(cfg.seed, p.step * cfg.accum_steps + micro, ctx.rank)
@@ -442,40 +527,33 @@ class _Run:
             self.generator.manual_seed(seed)
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            kind = kind.to(self.device, non_blocking=True)
-            with torch.no_grad():
+            with torch.no_grad():  # `kind` stays on the host: BatchAugment indexes with it
                 x, targets = self.batch_aug(images, labels, kind, self.generator)
             x = to_model_layout(x, self.device)
             last = micro == cfg.accum_steps - 1
             no_sync = self.ctx.distributed and not last
             with (
                 self.net.no_sync() if no_sync else contextlib.nullcontext(),
-                autocast(self.device),
+                autocast(self.device, self.precision),
             ):
                 logits = self.net(x)
                 loss = soft_target_loss(logits, targets)
-            n = labels.numel()
-            correct = (logits.detach().argmax(1) == targets.argmax(1)).sum().item()
-            # the stop flag rides with the statistics: every rank stops at the same step
-            *stats, stop = ctx.sum(
-                [loss.item() * n, correct, n, float(self.stop.signal is not None)]
-            )
-            self.stop_flag = max(self.stop_flag, stop)
-            if not math.isfinite(stats[0]):
-                raise NonFiniteLoss(
-                    f"training loss is {stats[0] / stats[2]} at step {p.step + 1} (epoch "
-                    f"{p.epoch + 1}, step {p.step_in_epoch + 1} of the epoch); stopped. The last good "
-                    f"checkpoint is {self.ckpt_dir / 'last.pt'} (lower lr or set clip_grad)"
-                )
-            (loss / cfg.accum_steps).backward()
-            totals = [t + s for t, s in zip(totals, stats, strict=True)]
-        if cfg.clip_grad:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-        self.optimizer.step()
+            self.running.add(loss, logits, targets, p.step + 1, check=self.scaler is None)
+            scaled = loss / cfg.accum_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        if self.scaler is not None:
+            if cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.scaler.step(self.optimizer)  # skipped when the gradients overflowed
+            self.scaler.update()
+        else:
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model, step=p.step)
-        return totals[0], totals[1], totals[2]
 
     def _end_epoch(self) -> None:
         cfg, ctx, p = self.cfg, self.ctx, self.progress
@@ -493,6 +571,7 @@ class _Run:
             num_workers=min(cfg.num_workers, 2),
             device=self.device,
             ctx=ctx,
+            precision=self.precision,
         )
         row = {
             "epoch": p.epoch + 1,
@@ -557,6 +636,8 @@ class _Run:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         try:  # the training state last: it commits the step, so the files never disagree
             if best:
                 ckpt.save_weights(self.ckpt_dir / "best.safetensors", weights, meta)

@@ -1,0 +1,91 @@
+"""precision: auto | bf16 | fp16 | fp32, trained on the CPU too; fp16 with loss scaling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maxvit.device import resolve_precision
+from maxvit.errors import UserError
+from maxvit.train import checkpoint as ckpt
+from maxvit.train import trainer
+from maxvit.train.trainer import train
+from tests.train.utils import read_weights, smoke_config
+
+SHORT = ("epochs=1", "steps_per_epoch=4", "ckpt_every_steps=2")
+
+
+def test_auto_is_fp32_on_the_cpu_and_names_are_checked():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert [resolve_precision(p, cpu) for p in ("bf16", "fp16", "fp32")] == ["bf16", "fp16", "fp32"]
+    with pytest.raises(UserError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8", cpu)
+    with pytest.raises(UserError, match="precision must be one of"):
+        smoke_config("x", "precision=half")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_smoke_trains_in_reduced_precision(synth_data, tmp_path, precision):
+    run = train(smoke_config(synth_data, *SHORT, f"precision={precision}"), tmp_path / "run")
+    state = ckpt.load_state(run / "checkpoints" / "last.pt")
+    assert ("scaler" in state) == (precision == "fp16")  # loss scaling for fp16 only
+    weights = read_weights(run / "checkpoints" / "last.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_an_fp16_overflow_is_skipped_by_the_scaler_not_a_stop(synth_data, tmp_path, monkeypatch):
+    real = trainer.soft_target_loss
+    calls = {"n": 0}
+
+    def overflow_once(logits, targets):
+        calls["n"] += 1
+        loss = real(logits, targets)
+        return loss * float("inf") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(trainer, "soft_target_loss", overflow_once)
+    run = train(smoke_config(synth_data, *SHORT, "precision=fp16"), tmp_path / "run")
+    scale = ckpt.load_state(run / "checkpoints" / "last.pt")["scaler"]["scale"]
+    assert scale == 2.0**16 / 2  # the initial scale, halved once by the skipped step
+    with pytest.raises(trainer.NonFiniteLoss):  # the same loss in fp32 stops the run
+        calls["n"] = 0
+        train(smoke_config(synth_data, *SHORT, "precision=fp32"), tmp_path / "fp32")
+
+
+def test_fp16_resume_restores_the_scaler_and_equals_an_uninterrupted_run(
+    synth_data, tmp_path, monkeypatch
+):
+    """An overflow at step 1 halves the scale; the run resumed at step 4 must carry that scale
+    (a fresh scaler's would round the fp16 gradients differently)."""
+    config = smoke_config(
+        synth_data, "epochs=1", "steps_per_epoch=5", "ckpt_every_steps=2", "precision=fp16"
+    )
+    real_loss = trainer.soft_target_loss
+    losses = {"n": 0}
+
+    def overflow_at_step_1(logits, targets):
+        losses["n"] += 1
+        loss = real_loss(logits, targets)
+        return loss * float("inf") if losses["n"] == 1 else loss
+
+    monkeypatch.setattr(trainer, "soft_target_loss", overflow_at_step_1)
+    reference = train(config, tmp_path / "reference")
+    real_step = trainer._Run._train_step
+    calls = {"n": 0}
+
+    def crash_after_step_4(self, batches):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_step(self, batches)
+
+    losses["n"] = 0
+    monkeypatch.setattr(trainer._Run, "_train_step", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run")
+    monkeypatch.setattr(trainer._Run, "_train_step", real_step)
+    run = train(config, tmp_path / "run", resume=True)
+    assert ckpt.load_state(run / "checkpoints" / "last.pt")["scaler"]["scale"] == 2.0**15
+    final = read_weights(run / "checkpoints" / "last.safetensors")
+    expected = read_weights(reference / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
