@@ -52,7 +52,7 @@ class TrainConfig:
     precision: str = (
         "auto"  # auto (bf16 GPU, fp16 + loss scaling on old GPUs, fp32 CPU), bf16, fp16, fp32
     )
-    compile: bool = False  # torch.compile the model (pays off on long GPU runs)
+    compile: bool | str = False  # torch.compile: true (eager if it fails), "require", false
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA DDP only)
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
 
@@ -74,6 +74,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be a finite number, got {getattr(self, name)}")
         from maxvit.device import PRECISIONS
 
+        if self.compile not in (False, True, "require"):
+            raise UserError(f"compile must be true, false or require, got {self.compile!r}")
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"

@@ -66,6 +66,7 @@ class Progress:
     correct: float = 0.0  # correct augmented-stream predictions this epoch (all ranks)
     seen: float = 0.0  # samples trained on this epoch (all ranks)
     train_seconds: float = 0.0  # time spent in training steps this epoch
+    data_seconds: float = 0.0  # of which waiting for the loader's next batch
     best_top1: float = -1.0  # best val top-1 so far (percent)
     best_epoch: int = 0  # epoch (1-based) of best_top1
 
@@ -191,7 +192,8 @@ class _Run:
         self.source = self._open_data(download)
         self.class_names: list[str] = list(self.source.class_names)
         self.img_size: int = config.img_size or default_img_size(config.model)
-        self.model, self.ema, self.net = self._build_model()
+        self.model, self.ema, self.eager_net, self.net = self._build_model()
+        self.compiled_ok = not config.compile  # until a compiled step has run
         self.micro_batch = self._micro_batch()
         self.loader = self._build_loader()
         self.steps_per_epoch = self._steps_per_epoch()
@@ -292,8 +294,9 @@ class _Run:
             source = open_data(self.cfg.data)
         return source
 
-    def _build_model(self) -> tuple[nn.Module, Any, nn.Module]:
-        """(model, EMA or None, the module the step calls: DDP and compile wrapped)."""
+    def _build_model(self) -> tuple[nn.Module, Any, nn.Module, nn.Module]:
+        """(model, EMA or None, the model as the step calls it (DDP-wrapped), the same compiled
+        when `compile` is on: what the step calls, falling back to the former if that fails)."""
         from maxvit.models import create_model
 
         cfg = self.cfg
@@ -324,7 +327,7 @@ class _Run:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
-        return model, ema, torch.compile(net) if cfg.compile else net
+        return model, ema, net, torch.compile(net) if cfg.compile else net
 
     def _micro_batch(self) -> int:
         cfg, per_step = self.cfg, self.ctx.world_size * self.cfg.accum_steps
@@ -487,6 +490,19 @@ class _Run:
             )
         return bool(stop)
 
+    def _forward_backward(
+        self, x: torch.Tensor, targets: torch.Tensor, no_sync: bool, step: int
+    ) -> None:
+        with (
+            self.net.no_sync() if no_sync else contextlib.nullcontext(),
+            autocast(self.device, self.precision),
+        ):
+            logits = self.net(x)
+            loss = soft_target_loss(logits, targets)
+        scaled = loss / self.cfg.accum_steps
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        self.running.add(loss, logits, targets, step, check=self.scaler is None)
+
     def _stopped(self) -> None:
         """After the checkpoint of a signal's step: say what was saved and how to resume."""
         from maxvit.train.stop import EXIT_CODES, NAMES
@@ -521,7 +537,9 @@ class _Run:
         cfg, ctx, p = self.cfg, self.ctx, self.progress
         self.optimizer.zero_grad(set_to_none=True)
         for micro in range(cfg.accum_steps):
+            wait = time.perf_counter()
             images, labels, kind = next(batches)
+            p.data_seconds += time.perf_counter() - wait
             seed = derive_seed(cfg.seed, p.step * cfg.accum_steps + micro, ctx.rank)
             torch.manual_seed(seed)  # stochastic depth and any other draw in the model
             self.generator.manual_seed(seed)
@@ -532,15 +550,23 @@ class _Run:
             x = to_model_layout(x, self.device)
             last = micro == cfg.accum_steps - 1
             no_sync = self.ctx.distributed and not last
-            with (
-                self.net.no_sync() if no_sync else contextlib.nullcontext(),
-                autocast(self.device, self.precision),
-            ):
-                logits = self.net(x)
-                loss = soft_target_loss(logits, targets)
-            self.running.add(loss, logits, targets, p.step + 1, check=self.scaler is None)
-            scaled = loss / cfg.accum_steps
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            try:
+                self._forward_backward(x, targets, no_sync, p.step + 1)
+            except Exception as exc:
+                if self.compiled_ok or isinstance(exc, UserError):
+                    raise
+                # torch.compile failed on the first step: train eager rather than not at all
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                why = f"torch.compile failed ({type(exc).__name__}: {first})"
+                if cfg.compile == "require":
+                    raise UserError(f"{why}; stopped (compile: require)") from exc
+                if ctx.is_main:
+                    self._say(f"warning: {why}; training eager (compile: require stops instead)")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.net, self.compiled_ok = self.eager_net, True
+                torch.manual_seed(seed)
+                self._forward_backward(x, targets, no_sync, p.step + 1)
+            self.compiled_ok = True
         if self.scaler is not None:
             if cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
@@ -583,6 +609,7 @@ class _Run:
             "val_loss": val["loss"],
             "lr": self.scheduler.get_last_lr()[0],
             "images_per_s": p.seen / max(p.train_seconds, 1e-9),
+            "data_wait_s": p.data_seconds,
             "epoch_time_s": p.train_seconds + time.perf_counter() - val_start,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -591,7 +618,7 @@ class _Run:
             p.best_top1, p.best_epoch = val["top1"], p.epoch + 1
         p.epoch += 1
         p.step_in_epoch = 0
-        p.loss_sum = p.correct = p.seen = p.train_seconds = 0.0
+        p.loss_sum = p.correct = p.seen = p.train_seconds = p.data_seconds = 0.0
         if ctx.is_main:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
