@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from maxvit.files import atomic_write, sha256_file, staging_dir, write_json, write_text
+from maxvit.files import (
+    atomic_write,
+    check_writable,
+    sha256_file,
+    staging_dir,
+    write_json,
+    write_text,
+)
 
 
 def test_atomic_write_replaces_only_when_complete(tmp_path):
@@ -60,3 +67,14 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_check_writable_names_the_folder_and_leaves_nothing(tmp_path):
+    check_writable(tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError) as info:
+        check_writable(tmp_path / "missing" / "model.onnx")
+    assert info.value.filename == str(tmp_path / "missing")
+    with pytest.raises(OSError) as info:
+        check_writable("/proc/model.onnx")  # writable for nobody, root included
+    assert info.value.filename == "/proc"

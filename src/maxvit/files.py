@@ -70,6 +70,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise the OSError (naming the folder) that writing `path` would meet, before any long
+    work whose result would be lost: the folder must exist and take a new file."""
+    folder = Path(path).parent
+    probe = folder / f".{Path(path).name}.{os.getpid()}.probe"
+    try:
+        probe.touch(exist_ok=False)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(folder)) from None
+    probe.unlink(missing_ok=True)
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """Atomically write `text` (UTF-8) to `path`."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

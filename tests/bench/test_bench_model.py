@@ -9,7 +9,7 @@ import pytest
 
 from maxvit.bench.common import build_model, count_params, format_table
 from maxvit.bench.memprobe import run_probe
-from maxvit.bench.model import compare_to_fastest, ratios_to_reference
+from maxvit.bench.model import _frozen_time, compare_to_fastest, ratios_to_reference, render
 from maxvit.cli import main
 
 
@@ -84,6 +84,72 @@ def test_ratios_and_fastest_reference() -> None:
     assert (cmp["train_vs"], cmp["infer_vs"]) == ("timm", "tv")
     assert cmp["train_ratio"] == pytest.approx(3.0 / 2.5)
     assert cmp["infer_ratio"] == pytest.approx(10.0 / 12.0)
+
+
+def test_frozen_inference_ratio_and_column() -> None:
+    results = {
+        "ours": {**_result(3.0, 10.0), "frozen_infer_img_per_s": 9.0},
+        "tv": {**_result(2.0, 12.0), "frozen_infer_img_per_s": 11.0},
+        "timm": _result(2.5, 8.0),  # its frozen compile failed: not a reference for that column
+    }
+    (cmp,) = compare_to_fastest(results, ["tv", "timm"])
+    assert cmp["frozen_vs"] == "tv" and cmp["frozen_ratio"] == pytest.approx(9.0 / 11.0)
+    rows = [
+        {"model": n, "params": 1e6, "gflops_forward_per_image": 1.0, "train_spread": 0.0,
+         "infer_s_per_batch": 8 / r["infer_img_per_s"], "train_gflop_per_s": 1.0, **r}
+        for n, r in results.items()
+    ]  # fmt: skip
+    rows[2]["frozen_error"] = "BackendCompilerFailed: boom"
+    doc = {
+        "config": {"batch_size": 8, "img_size": 64, "channels_last": False, "compile": True,
+                   "statistic": "median", "rounds": 1, "warmup": 1},
+        "environment": {"device": "cpu", "cpu": "x", "precision": "fp32", "threads": 1},
+        "results": rows, "reference": "tv",
+        "ratios": ratios_to_reference(results, "tv"), "compare_to": [cmp],
+    }  # fmt: skip
+    text = render(doc)
+    header = text.splitlines()[1]
+    assert "frozen img/s" in header
+    assert "failed" in text and "frozen inference of timm: BackendCompilerFailed: boom" in text
+    assert "frozen inference 0.82x (tv)" in text
+
+
+def test_a_frozen_compile_failure_is_recorded_not_raised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken:
+        def frozen_step(self) -> None:
+            raise RuntimeError("inductor says no\nlong traceback")
+
+    import torch
+
+    result = {"model": "m"}
+    assert _frozen_time(Broken(), torch.device("cpu"), result) is None
+    assert result["frozen_error"] == "RuntimeError: inductor says no"
+    assert "frozen inference of m failed" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_our_maxvit_compiles_frozen_and_agrees_with_eager() -> None:
+    """Inductor's freezing passes accept the model (the custom SamePad autograd function once
+    stopped them) and the frozen copy computes what the eager model does."""
+    import torch
+
+    from maxvit.bench.common import RunSettings
+    from maxvit.bench.workload import frozen_copy
+    from maxvit.models.model import MaxVit, MaxVitConfig
+
+    torch.manual_seed(0)
+    # Two one-block stages of the paper design (its strided convs pad with SamePad): the
+    # smallest model with every kind of layer, so that compiling takes seconds, not minutes.
+    model = MaxVit(MaxVitConfig((1, 1), (32, 64), 16, partition_size=4), 10, 32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    settings = RunSettings(device=torch.device("cpu"), channels_last=False, compile=True)
+    frozen = frozen_copy(model, settings)
+    with torch.no_grad():
+        expected = model(x)
+        got = frozen(x)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize(

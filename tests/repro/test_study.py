@@ -126,6 +126,22 @@ def test_study_configs() -> None:
         plan.study_config("nope", "DATA", [])
 
 
+def test_same_recipe_reads_a_missing_field_as_its_default() -> None:
+    """A study begun before a field existed resumes if the field is at its default."""
+    import yaml
+
+    from maxvit.train.config import TrainConfig, config_to_yaml
+
+    recipe = yaml.safe_load(config_to_yaml(TrainConfig(model="maxvit_nano")))
+    older = {k: v for k, v in recipe.items() if k != "precision"}
+    assert plan.same_recipe(older, recipe)
+    assert plan.same_recipe(recipe, older)
+    assert not plan.same_recipe(older, {**recipe, "precision": "fp16"})
+    assert plan.same_recipe(recipe, {**recipe, "num_workers": 7})  # execution only
+    assert not plan.same_recipe(recipe, {**recipe, "lr": 1.0})
+    assert not plan.same_recipe(recipe, {**recipe, "no_such_field": 1})
+
+
 # ---- verdict rules ------------------------------------------------------------------------
 
 
@@ -168,6 +184,16 @@ def test_overfitting_verdicts() -> None:
     )
     assert noise.verdict.startswith("not shown")
     assert "memorisation" in noise.text  # nothing fits half of its train set
+    # A plan with a fit names the model that missed it, and keeps the rule's verdict.
+    unequal = claims.overfitting_claim(
+        _result("MaxViT", clean=99, val=14), _result("CoAtNet", clean=30, val=17), None, 1000, 60
+    )
+    assert unequal.verdict.startswith("does not hold")
+    assert "But CoAtNet (30.00%) did not reach the fit (60% clean train top-1)" in unequal.text
+    both = claims.overfitting_claim(
+        _result("MaxViT", clean=99, val=14), _result("CoAtNet", clean=90, val=17), None, 1000, 60
+    )
+    assert "did not reach" not in both.text
 
 
 @pytest.mark.parametrize(

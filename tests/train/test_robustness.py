@@ -295,12 +295,18 @@ def _signal_mid_run(
     return subprocess.CompletedProcess(proc.args, proc.returncode, "", "".join(lines) + rest)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(synth_data, tmp_path_factory) -> Path:
+    """The run the interrupted ones must end equal to (one for both signals)."""
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    run_maxvit("train", *ARGS, "--data", str(synth_data), "--out", str(cwd / "run"), cwd=cwd)
+    return cwd / "run"
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_checkpoints_the_step_and_resume_equals_an_uninterrupted_run(
-    synth_data, tmp_path, sig, code
+    synth_data, uninterrupted, tmp_path, sig, code
 ):
-    reference = tmp_path / "reference"
-    run_maxvit("train", *ARGS, "--data", str(synth_data), "--out", str(reference), cwd=tmp_path)
     run = tmp_path / "run"
     stopped = _signal_mid_run(synth_data, run, tmp_path, sig)
     assert stopped.returncode == code, stopped.stderr
@@ -313,7 +319,7 @@ def test_a_signal_checkpoints_the_step_and_resume_equals_an_uninterrupted_run(
     assert 0 < progress["step"] < 80 and f"at step {progress['step']} " in last
     run_maxvit("train", "--resume", "--out", str(run), cwd=tmp_path)
     final = read_weights(run / "checkpoints" / "last.safetensors")
-    expected = read_weights(reference / "checkpoints" / "last.safetensors")
+    expected = read_weights(uninterrupted / "checkpoints" / "last.safetensors")
     assert all(torch.equal(final[k], expected[k]) for k in expected)
 
 

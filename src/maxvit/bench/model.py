@@ -52,7 +52,11 @@ class ModelBenchConfig(WorkloadOptions):
     )
     rounds: int = option(5, "recorded rounds (one training step + one inference batch each)")
     warmup: int = option(2, "unrecorded rounds first (allocator, caches, compilation)")
-    compile: bool = option(False, "torch.compile every model (compiled in the warm-up rounds)")
+    compile: bool = option(
+        False,
+        "torch.compile every model (compiled in the warm-up rounds); also times a frozen "
+        "compiled inference copy (inductor freezing, no_grad)",
+    )
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
     memory: bool = option(True, "peak memory per model, each in a fresh subprocess")
     statistic: str = option(
@@ -117,7 +121,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     )
     from maxvit.bench.flops import count_flops
     from maxvit.bench.memprobe import run_probe
-    from maxvit.bench.workload import Workload, fused_copy
+    from maxvit.bench.workload import Workload, frozen_copy, fused_copy
 
     models = validate(cfg)
     fuse = cfg.fuse_inference and not cfg.compile
@@ -145,7 +149,12 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
         kind = "fused" if fused is not None else "compiled" if cfg.compile else "eager"
         results[name]["inference"] = kind
         works[name] = Workload(
-            prepare(raw, settings), cfg.batch_size, cfg.img_size, settings, infer_model=fused
+            prepare(raw, settings),
+            cfg.batch_size,
+            cfg.img_size,
+            settings,
+            infer_model=fused,
+            frozen_model=frozen_copy(raw, settings) if cfg.compile else None,
         )
 
     if cfg.memory:
@@ -164,6 +173,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
 
     train_times: dict[str, list[float]] = {n: [] for n in models}
     infer_times: dict[str, list[float]] = {n: [] for n in models}
+    frozen_times: dict[str, list[float]] = {n: [] for n in models if cfg.compile}
     total = cfg.warmup + cfg.rounds
     for r in range(total):
         label = (
@@ -178,6 +188,10 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             if r >= cfg.warmup:
                 train_times[name].append(t_train)
                 infer_times[name].append(t_infer)
+            if name in frozen_times and "frozen_error" not in results[name]:
+                t_frozen = _frozen_time(works[name], device, results[name])
+                if r >= cfg.warmup and t_frozen is not None:
+                    frozen_times[name].append(t_frozen)
 
     b = cfg.batch_size
     for name in models:
@@ -196,6 +210,15 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
                 "infer_s_rounds": infer_times[name],
             }
         )
+        if frozen_times.get(name):
+            t_fr = summary(frozen_times[name])
+            res.update(
+                {
+                    "frozen_infer_s_per_batch": t_fr,
+                    "frozen_infer_img_per_s": b / t_fr,
+                    "frozen_infer_s_rounds": frozen_times[name],
+                }
+            )
 
     reference = cfg.reference or models[0]
     doc: dict[str, Any] = {
@@ -224,6 +247,20 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     return doc
 
 
+def _frozen_time(work: Any, device: Any, result: dict[str, Any]) -> float | None:
+    """Time one frozen inference batch; a failure to compile it (inductor's freezing passes are
+    less general than plain compile) is recorded in ``result`` and the model goes on without."""
+    from maxvit.bench.common import timed
+
+    try:
+        return timed(work.frozen_step, device)
+    except Exception as err:  # noqa: BLE001 - any compiler failure: report it, keep benchmarking
+        line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        result["frozen_error"] = f"{type(err).__name__}: {line}"[:300]
+        print(f"frozen inference of {result['model']} failed: {result['frozen_error']}")
+        return None
+
+
 def ratios_to_reference(results: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
     """Each model's speed and cost as a multiple of the reference's (>1: more / slower)."""
     ref = results[reference]
@@ -243,17 +280,24 @@ def compare_to_fastest(results: dict[str, dict[str, Any]], refs: list[str]) -> l
     """Each non-reference model's img/s over the faster reference's, for training and inference."""
     best_train = max(refs, key=lambda n: results[n]["train_img_per_s"])
     best_infer = max(refs, key=lambda n: results[n]["infer_img_per_s"])
-    return [
-        {
+    frozen = [n for n in refs if "frozen_infer_img_per_s" in results[n]]
+    best_frozen = max(frozen, key=lambda n: results[n]["frozen_infer_img_per_s"], default=None)
+    rows = []
+    for name, r in results.items():
+        if name in refs:
+            continue
+        row = {
             "model": name,
             "train_ratio": r["train_img_per_s"] / results[best_train]["train_img_per_s"],
             "train_vs": best_train,
             "infer_ratio": r["infer_img_per_s"] / results[best_infer]["infer_img_per_s"],
             "infer_vs": best_infer,
         }
-        for name, r in results.items()
-        if name not in refs
-    ]
+        if best_frozen is not None and "frozen_infer_img_per_s" in r:
+            best = results[best_frozen]["frozen_infer_img_per_s"]
+            row.update(frozen_ratio=r["frozen_infer_img_per_s"] / best, frozen_vs=best_frozen)
+        rows.append(row)
+    return rows
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -272,6 +316,9 @@ def render(doc: dict[str, Any]) -> str:
         "model", "params M", "GFLOPs fwd", "GFLOPs train", "train s/batch", "train img/s",
         "spread", "infer s/batch", "infer img/s", "train GFLOP/s", "mem MB train", "mem MB infer",
     ]  # fmt: skip
+    frozen = cfg["compile"]
+    if frozen:
+        headers.insert(9, "frozen img/s")
     rows = []
     for r in doc["results"]:
         name = r["model"] + (" (fused inference)" if r.get("inference") == "fused" else "")
@@ -293,6 +340,9 @@ def render(doc: dict[str, Any]) -> str:
                 "-" if mem_in is None else f"{mem_in:.0f}",
             ]
         )
+        if frozen:
+            fr = r.get("frozen_infer_img_per_s")
+            rows[-1].insert(9, "failed" if fr is None else f"{fr:.2f}")
     out = [head, format_table(headers, rows)]
     kinds = {r["memory_kind"] for r in doc["results"] if "memory_kind" in r}
     if kinds:
@@ -300,6 +350,8 @@ def render(doc: dict[str, Any]) -> str:
     for r in doc["results"]:
         if "memory_error" in r:
             out.append(f"memory of {r['model']}: {r['memory_error']}")
+        if "frozen_error" in r:
+            out.append(f"frozen inference of {r['model']}: {r['frozen_error']}")
     ratio_rows = [
         [
             q["model"],
@@ -320,9 +372,14 @@ def render(doc: dict[str, Any]) -> str:
     if "compare_to" in doc:
         out += ["", "ratio to the faster reference implementation (img/s; >1: faster):"]
         for c in doc["compare_to"]:
+            frozen_part = (
+                f", frozen inference {c['frozen_ratio']:.2f}x ({c['frozen_vs']})"
+                if "frozen_ratio" in c
+                else ""
+            )
             out.append(
                 f"  {c['model']}: train {c['train_ratio']:.2f}x ({c['train_vs']}), "
-                f"inference {c['infer_ratio']:.2f}x ({c['infer_vs']})"
+                f"inference {c['infer_ratio']:.2f}x ({c['infer_vs']}){frozen_part}"
             )
     return "\n".join(out)
 

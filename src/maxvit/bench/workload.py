@@ -1,7 +1,10 @@
 """One model's benchmark workload: a training step and an inference batch on fixed random data,
-and the fused inference copy it times for this project's MaxViT."""
+the fused inference copy it times for this project's MaxViT, and the frozen compiled copy
+`bench model --compile` times beside it."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,9 @@ class Workload:
     ``train_step`` is what a training loop does per batch (forward, cross-entropy, backward,
     AdamW step); ``infer_step`` is one forward pass under ``inference_mode``, of
     ``infer_model`` when given (an inference-only copy, e.g. `fuse_for_inference`; built once:
-    its speed does not depend on the weight values). On CUDA both run under bf16 autocast.
+    its speed does not depend on the weight values). ``frozen_step`` runs ``frozen_model``
+    (see `frozen_copy`) under ``no_grad``, which inductor's freezing needs. On CUDA all run
+    under bf16 autocast.
     Random data is enough: no op here has data-dependent cost.
     """
 
@@ -28,9 +33,11 @@ class Workload:
         img_size: int,
         settings: RunSettings,
         infer_model: nn.Module | None = None,
+        frozen_model: nn.Module | None = None,
     ) -> None:
         self.model = model
         self.infer_model = infer_model if infer_model is not None else model
+        self.frozen_model = frozen_model
         self.settings = settings
         self.x = make_input(batch, img_size, settings)
         self.y = torch.randint(0, NUM_CLASSES, (batch,), device=settings.device)
@@ -53,6 +60,11 @@ class Workload:
         with torch.inference_mode(), autocast(self.settings.device):
             self.infer_model(self.x)
 
+    def frozen_step(self) -> None:
+        assert self.frozen_model is not None, "built without a frozen copy"
+        with torch.no_grad(), autocast(self.settings.device):
+            self.frozen_model(self.x)
+
 
 def fused_copy(model: nn.Module, settings: RunSettings) -> nn.Module | None:
     """The prepared (device, memory format) `fuse_for_inference` copy of this project's
@@ -62,3 +74,13 @@ def fused_copy(model: nn.Module, settings: RunSettings) -> nn.Module | None:
     from maxvit.models.model import MaxVit
 
     return prepare(fuse_for_inference(model), settings) if isinstance(model, MaxVit) else None
+
+
+def frozen_copy(model: nn.Module, settings: RunSettings) -> nn.Module:
+    """An eval-mode copy compiled by inductor with freezing on: weights become constants that
+    inductor folds (batch norm into convolutions, weight layouts prepacked), as a deployment
+    compile does. Compiled lazily, on its first call (a warm-up round)."""
+    frozen = copy.deepcopy(model).eval().to(settings.device)
+    if settings.channels_last:
+        frozen = frozen.to(memory_format=torch.channels_last)
+    return torch.compile(frozen, options={"freezing": True})

@@ -62,6 +62,7 @@ def make_synthetic_archive(
     """
     rng = np.random.default_rng(seed)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     wnids = [f"n{10_000_000 + i:08d}" for i in range(num_classes)]
     count = 0
 

@@ -216,6 +216,10 @@ class SamePad(nn.Module):
         self.extra = kernel - 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            # under torch.compile a plain pad, which inductor fuses into its neighbours; the
+            # custom autograd function stops inductor's freezing passes (docs/benchmarks.md)
+            return F.pad(x, (0, self.extra, 0, self.extra))
         return _SamePadFn.apply(x, self.extra)
 
     def extra_repr(self) -> str:

@@ -76,7 +76,19 @@ def study_config(preset: str, data: str | Path, overrides: list[str]) -> tuple[S
 
 
 def same_recipe(a: dict, b: dict) -> bool:
-    """Equal configs apart from fields that change how a run executes, not what it computes."""
-    return {k: v for k, v in a.items() if k not in EXECUTION_ONLY} == {
-        k: v for k, v in b.items() if k not in EXECUTION_ONLY
-    }
+    """Equal configs apart from fields that change how a run executes, not what it computes.
+
+    A field one side lacks (a study started before the field existed) counts as its
+    `TrainConfig` default, the value that reproduces what the code did before it was added.
+    """
+    import dataclasses
+
+    from maxvit.train.config import TrainConfig
+
+    missing = dataclasses.MISSING
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for key in (set(a) | set(b)) - set(EXECUTION_ONLY):
+        x, y = a.get(key, defaults.get(key, missing)), b.get(key, defaults.get(key, missing))
+        if x is missing or y is missing or x != y:
+            return False
+    return True

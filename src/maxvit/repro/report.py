@@ -88,7 +88,8 @@ def render_report(results: StudyResults) -> str:
     chance = 100 / study["data"]["classes"]
     samples = maxvit.last["step"] * batch
     passes = samples / study["data"]["train"]
-    claims = [overfitting_claim(maxvit, coatnet, vit, study["data"]["val"])]
+    fit = study.get("plan", {}).get("fit")
+    claims = [overfitting_claim(maxvit, coatnet, vit, study["data"]["val"], fit)]
     if vit is not None:  # the speed and cost claims compare MaxViT with the ViT
         claims.append(speed_claim(maxvit, vit, batch, img))
         claims.append(linear_cost_claim(results.scaling, maxvit.name, vit.name))
@@ -156,7 +157,7 @@ def render_report(results: StudyResults) -> str:
         *_fit_lines(results),
         "## Curves",
         "",
-        "![loss and accuracy curves of the three models](curves.png)",
+        f"![loss and accuracy curves of the {count.lower()} models](curves.png)",
         "",
         "## The recorded claims at this scale",
         "",
@@ -181,8 +182,12 @@ def render_report(results: StudyResults) -> str:
         "",
         "Files (every number above comes from them; `maxvit repro --report-only --out DIR` "
         "rebuilds this report): `study.json`, `runs/<model>/metrics.jsonl` and `config.yaml`, "
-        "`runs/<model>/clean_train.json`, `bench/model.json`, `bench/scaling/scaling.json` "
-        "(plot: `bench/scaling/scaling.png`).",
+        "`runs/<model>/clean_train.json`, `bench/model.json`"
+        + (
+            ", `bench/scaling/scaling.json` (plot: `bench/scaling/scaling.png`)."
+            if vit is not None
+            else "."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -230,6 +235,6 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def plot_study_curves(results: StudyResults, path: Path) -> None:
-    """The three models' curves in one figure (`maxvit.plots`)."""
+    """The plan's models' curves in one figure (`maxvit.plots`)."""
     runs = [Curves(f"{m.role} ({m.name})", m.rows, m.clean_train["top1"]) for m in results.models]
     plot_curves(runs, path, scale_label(results))

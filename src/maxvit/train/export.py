@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from maxvit.errors import UserError
-from maxvit.files import atomic_write
+from maxvit.files import atomic_write, check_writable
 from maxvit.train.checkpoint import load_model
 
 OPSET = 18
@@ -30,6 +30,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
 
     model, info = load_model(checkpoint)
     out = Path(out) if out is not None else info.path.with_suffix(".onnx")
+    check_writable(out)  # before the export's half minute, not after
     example = torch.randn(2, 3, info.img_size, info.img_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
