@@ -7,9 +7,8 @@ import torch
 
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
-from maxvit.train import trainer
 from maxvit.train.trainer import train
-from tests.train.utils import read_weights, smoke_config
+from tests.train.utils import interrupt_at_step, read_weights, smoke_config
 
 SHORT = ("epochs=1", "steps_per_epoch=2", "ckpt_every_steps=0")
 
@@ -66,19 +65,9 @@ def test_smoke_trains_and_resumes_compiled_on_the_cpu(synth_data, tmp_path, monk
         "compile=require",
     )  # fmt: skip
     reference = train(config, tmp_path / "reference")
-    real_step = trainer._Run._train_step
-    calls = {"n": 0}
-
-    def crash_after_step_2(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, batches)
-
-    monkeypatch.setattr(trainer._Run, "_train_step", crash_after_step_2)
+    interrupt_at_step(monkeypatch, 3)  # the checkpoint of step 2 is on disk
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run")
-    monkeypatch.setattr(trainer._Run, "_train_step", real_step)
     run = train(config, tmp_path / "run", resume=True)
     assert ckpt.load_state(run / "checkpoints" / "last.pt")["progress"]["step"] == 4
     final = read_weights(run / "checkpoints" / "last.safetensors")

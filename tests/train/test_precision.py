@@ -10,7 +10,7 @@ from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import trainer
 from maxvit.train.trainer import train
-from tests.train.utils import read_weights, smoke_config
+from tests.train.utils import interrupt_at_step, read_weights, scale_loss_at, smoke_config
 
 SHORT = ("epochs=1", "steps_per_epoch=4", "ckpt_every_steps=2")
 
@@ -35,15 +35,7 @@ def test_smoke_trains_in_reduced_precision(synth_data, tmp_path, precision):
 
 
 def test_an_fp16_overflow_is_skipped_by_the_scaler_not_a_stop(synth_data, tmp_path, monkeypatch):
-    real = trainer.soft_target_loss
-    calls = {"n": 0}
-
-    def overflow_once(logits, targets):
-        calls["n"] += 1
-        loss = real(logits, targets)
-        return loss * float("inf") if calls["n"] == 2 else loss
-
-    monkeypatch.setattr(trainer, "soft_target_loss", overflow_once)
+    calls = scale_loss_at(monkeypatch, float("inf"), 2)
     run = train(smoke_config(synth_data, *SHORT, "precision=fp16"), tmp_path / "run")
     scale = ckpt.load_state(run / "checkpoints" / "last.pt")["scaler"]["scale"]
     assert scale == 2.0**16 / 2  # the initial scale, halved once by the skipped step
@@ -60,30 +52,12 @@ def test_fp16_resume_restores_the_scaler_and_equals_an_uninterrupted_run(
     config = smoke_config(
         synth_data, "epochs=1", "steps_per_epoch=5", "ckpt_every_steps=2", "precision=fp16"
     )
-    real_loss = trainer.soft_target_loss
-    losses = {"n": 0}
-
-    def overflow_at_step_1(logits, targets):
-        losses["n"] += 1
-        loss = real_loss(logits, targets)
-        return loss * float("inf") if losses["n"] == 1 else loss
-
-    monkeypatch.setattr(trainer, "soft_target_loss", overflow_at_step_1)
+    losses = scale_loss_at(monkeypatch, float("inf"), 1)
     reference = train(config, tmp_path / "reference")
-    real_step = trainer._Run._train_step
-    calls = {"n": 0}
-
-    def crash_after_step_4(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_step(self, batches)
-
     losses["n"] = 0
-    monkeypatch.setattr(trainer._Run, "_train_step", crash_after_step_4)
+    interrupt_at_step(monkeypatch, 5)  # the checkpoint of step 4 is on disk
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run")
-    monkeypatch.setattr(trainer._Run, "_train_step", real_step)
     run = train(config, tmp_path / "run", resume=True)
     assert ckpt.load_state(run / "checkpoints" / "last.pt")["scaler"]["scale"] == 2.0**15
     final = read_weights(run / "checkpoints" / "last.safetensors")

@@ -9,10 +9,9 @@ import torch
 
 from maxvit.cli import main
 from maxvit.data.write_shards import write_shards
-from maxvit.train import trainer
 from maxvit.train.evaluate import evaluate_checkpoint
 from maxvit.train.trainer import train
-from tests.train.utils import read_weights, smoke_config
+from tests.train.utils import interrupt_at_step, read_weights, smoke_config
 
 pytestmark = pytest.mark.slow  # training from folders and shards: about 25 s
 
@@ -49,19 +48,9 @@ def test_smoke_trains_and_evaluates(layout, synthetic_tree, shards, tmp_path, ca
 def test_shard_training_resumes_exactly_mid_epoch(shards, tmp_path, monkeypatch):
     config = smoke_config(shards, "num_workers=2", "steps_per_epoch=0", "ckpt_every_steps=2")
     reference = train(config, tmp_path / "reference")
-    real_step = trainer._Run._train_step
-    calls = {"n": 0}
-
-    def crash_after_the_first_checkpoint(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the checkpoint of step 2 is on disk
-            raise KeyboardInterrupt
-        return real_step(self, batches)
-
-    monkeypatch.setattr(trainer._Run, "_train_step", crash_after_the_first_checkpoint)
+    interrupt_at_step(monkeypatch, 3)  # the checkpoint of step 2 is on disk
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run")
-    monkeypatch.undo()
     run = train(config, tmp_path / "run", resume=True)
     final = read_weights(run / "checkpoints" / "last.safetensors")
     expected = read_weights(reference / "checkpoints" / "last.safetensors")

@@ -9,7 +9,7 @@ import torch.distributed
 
 from maxvit.train import trainer
 from maxvit.train.trainer import train
-from tests.train.utils import smoke_config
+from tests.train.utils import scale_loss_at, smoke_config
 
 
 def test_a_training_step_makes_no_host_sync(synth_data, tmp_path, monkeypatch):
@@ -62,15 +62,7 @@ def test_a_non_finite_loss_is_named_at_the_next_sync(synth_data, tmp_path, monke
 
     from maxvit.train.trainer import NonFiniteLoss
 
-    real = trainer.soft_target_loss
-    calls = {"n": 0}
-
-    def poisoned(logits, targets):
-        calls["n"] += 1
-        loss = real(logits, targets)
-        return loss * float("nan") if calls["n"] == 6 else loss  # step 6
-
-    monkeypatch.setattr(trainer, "soft_target_loss", poisoned)
+    scale_loss_at(monkeypatch, float("nan"), 6)  # step 6
     monkeypatch.setattr(trainer, "SYNC_EVERY", 4)
     config = smoke_config(synth_data, "epochs=1", "steps_per_epoch=10", "ckpt_every_steps=0")
     with pytest.raises(NonFiniteLoss, match=r"non-finite at step 6 \(epoch 1\); stopped at step 8"):

@@ -11,11 +11,10 @@ import torch
 from maxvit.data import open_data
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
-from maxvit.train import trainer
 from maxvit.train.config import load_config
 from maxvit.train.evaluate import evaluate_checkpoint
 from maxvit.train.trainer import NonFiniteLoss, train
-from tests.train.utils import read_weights, smoke_config
+from tests.train.utils import read_weights, scale_loss_at, smoke_config
 
 pytestmark = pytest.mark.slow  # training runs: about 20 s
 
@@ -70,15 +69,7 @@ def test_existing_run_needs_resume(smoke_run, synth_data):
 
 
 def test_non_finite_loss_stops_naming_the_step(synth_data, tmp_path, monkeypatch):
-    calls = []
-    original = trainer.soft_target_loss
-
-    def loss_that_explodes(logits, targets):
-        calls.append(1)
-        loss = original(logits, targets)
-        return loss * float("nan") if len(calls) == 3 else loss
-
-    monkeypatch.setattr(trainer, "soft_target_loss", loss_that_explodes)
+    scale_loss_at(monkeypatch, float("nan"), 3)
     with pytest.raises(NonFiniteLoss, match="non-finite at step 3 .*last good checkpoint"):
         train(smoke_config(synth_data), tmp_path / "run")
     state = ckpt.load_state(tmp_path / "run" / "checkpoints" / "last.pt")
