@@ -7,6 +7,9 @@ PRESET ?= seed
 DATA ?=
 OUT ?=
 ARGS ?=
+# Test processes (pytest-xdist): most tests wait on subprocesses, imports and fsync, so two
+# share two cores well; each gets its share of the cores as torch threads (tests/conftest.py).
+TEST_JOBS ?= 2
 
 .PHONY: setup train test test-fast lint bench-data clean-venv
 
@@ -22,11 +25,11 @@ train: setup
 	$(BIN)/maxvit train --preset $(PRESET) $(if $(DATA),--data $(DATA),--download) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) tests
 
 # The edit loop: everything but the tests marked slow (end-to-end runs of a minute or less).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) -m "not slow" tests
 
 # Full-size input pipeline against timm's, on the 200 real ImageNet JPEGs (docs/data.md).
 SAMPLE ?= ../shared/data/imagenet-sample-200.zip

@@ -1,10 +1,22 @@
 """Shared fixtures. Paths and markers live in tests/helpers.py."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import IMAGENET_SAMPLE, MINI_ARCHIVE
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs TEST_JOBS processes), each process gets its share
+    of the cores as torch threads: two processes of two threads each on two cores would make
+    every op wait for a core."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
 @pytest.fixture(scope="session")

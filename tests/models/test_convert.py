@@ -70,8 +70,9 @@ def test_pretrained_errors_are_clear(tmp_path, timm_tiny):
         create_model("maxvit_tiny", pretrained=tmp_path / "nope.safetensors")
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in timm_tiny.state_dict().items()}, str(path))
-    with pytest.raises(UserError, match="does not fit maxvit_small: .*wrong shape"):
+    with pytest.raises(UserError, match="does not fit maxvit_small: .*wrong shape") as info:
         create_model("maxvit_small", pretrained=path)
+    assert "\n" not in str(info.value)
     with pytest.raises(UserError, match="paper variants only"):
         create_model("maxvit_seed", pretrained=path)
     partial = {k: v.contiguous() for k, v in timm_tiny.state_dict().items() if "stages.3" not in k}
@@ -81,3 +82,6 @@ def test_pretrained_errors_are_clear(tmp_path, timm_tiny):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read"):
         create_model("maxvit_nano", pretrained=tmp_path / "junk.pt")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(UserError, match="cannot read .*junk.safetensors as safetensors"):
+        create_model("maxvit_nano", pretrained=tmp_path / "junk.safetensors")
