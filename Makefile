@@ -3,7 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-PRESET ?= seed
+PRESET ?= auto
 DATA ?=
 OUT ?=
 ARGS ?=

@@ -1,19 +1,28 @@
-"""Atomic writes: the one helper, file and folder, complete or absent."""
+"""Atomic writes: the one helper, file and folder, complete or absent; a failed write in one
+line; one process per folder."""
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 import pytest
 
+from maxvit.errors import UserError
 from maxvit.files import (
+    WriteError,
     atomic_write,
     check_writable,
+    folder_lock,
+    reserve,
     sha256_file,
     staging_dir,
     write_json,
     write_text,
+    writing,
 )
+from tests.faults import holding, tmpfs
 
 
 def test_atomic_write_replaces_only_when_complete(tmp_path):
@@ -72,9 +81,99 @@ def test_sha256_file(tmp_path):
 def test_check_writable_names_the_folder_and_leaves_nothing(tmp_path):
     check_writable(tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(WriteError) as info:
         check_writable(tmp_path / "missing" / "model.onnx")
-    assert info.value.filename == str(tmp_path / "missing")
-    with pytest.raises(OSError) as info:
+    assert str(info.value) == f"cannot write {tmp_path / 'missing'}: No such file or directory"
+    assert info.value.errno == errno.ENOENT
+    with pytest.raises(WriteError) as info:
         check_writable("/proc/model.onnx")  # writable for nobody, root included
     assert info.value.filename == "/proc"
+
+
+# -------------------------------------------------------------------------------------------
+# A failed write: one line naming the path the user knows
+
+
+def test_a_full_disk_names_the_file_and_the_space_and_keeps_the_old_file(tmp_path):
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        path = disk / "weights.bin"
+        write_text(path, "old")
+        with pytest.raises(WriteError) as info:
+            atomic_write(path, lambda tmp: tmp.write_bytes(b"\0" * (3 << 20)), need=3 << 20)
+        assert str(info.value) == (
+            f"cannot write {path}: No space left on device (3.0 MiB needed, 2.0 MiB free)"
+        )
+        assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+        assert path.read_text() == "old"
+        assert [p.name for p in disk.iterdir()] == ["weights.bin"]  # no temporary left
+
+
+def test_memory_mapped_space_is_reserved_so_a_full_disk_is_an_error_not_sigbus(tmp_path):
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        fd = os.open(disk / "array", os.O_RDWR | os.O_CREAT)
+        try:
+            reserve(fd, 512 << 10)
+            assert os.fstat(fd).st_blocks * 512 >= 512 << 10  # allocated, not sparse
+            with pytest.raises(OSError) as info:
+                reserve(fd, 2 << 20)
+            assert info.value.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+
+
+def test_a_writers_own_io_error_is_one_line_and_other_errors_pass(tmp_path):
+    def rust_writer(tmp):  # how safetensors reports an I/O error
+        raise RuntimeError(
+            "Error while serializing: I/O error: Read-only file system (os error 30)"
+        )
+
+    with pytest.raises(WriteError) as info:
+        atomic_write(tmp_path / "x.safetensors", rust_writer)
+    assert str(info.value) == f"cannot write {tmp_path / 'x.safetensors'}: Read-only file system"
+    assert info.value.errno == errno.EROFS
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        with writing(tmp_path / "x"):
+            raise RuntimeError("a bug")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_messages_name_the_output_folder_never_its_staging_folder(tmp_path):
+    out = tmp_path / "prepared"
+    with pytest.raises(WriteError) as info:
+        with staging_dir(out) as tmp, writing(tmp / "train_images.npy", 5 << 20):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert str(info.value) == f"cannot write {out / 'train_images.npy'}: Disk quota exceeded"
+    with pytest.raises(WriteError) as info:
+        with staging_dir("/proc/prepared"):
+            pass
+    assert str(info.value).startswith("cannot write /proc/prepared: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -------------------------------------------------------------------------------------------
+# One process per folder
+
+
+def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
+    folder = tmp_path / "run"
+    with holding(folder, 60) as pid:
+        with pytest.raises(UserError) as info:
+            with folder_lock(folder):
+                pass
+        assert str(info.value) == (
+            f"{folder} is in use by PID {pid}; wait for it to finish or choose another folder"
+        )
+    lock = tmp_path / ".run.lock"
+    assert lock.read_text() == f"{pid}\n"  # left by the killed process
+    with folder_lock(folder):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_waiting_process_gets_the_folder_when_its_holder_ends(tmp_path, capsys):
+    folder = tmp_path / "prepared"
+    with holding(folder, 0.5) as pid:
+        start = time.monotonic()
+        with folder_lock(folder, wait=True):
+            assert time.monotonic() - start >= 0.3  # after the holder's half second
+    assert capsys.readouterr().err == f"waiting for PID {pid}, which is using {folder}\n"

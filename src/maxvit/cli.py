@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from maxvit.models import cli as models_cli
     from maxvit.repro import cli as repro_cli
     from maxvit.train import cli as train_cli
+    from maxvit.train import loop_bench
 
     parser = argparse.ArgumentParser(
         prog="maxvit",
@@ -55,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"maxvit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for area in (data_cli, models_cli, train_cli, bench_cli, repro_cli):
+    for area in (data_cli, models_cli, train_cli, repro_cli):
         area.register(sub)
+    loop = ("loop", loop_bench, "the trainer's step against a minimal loop over the same batches")
+    bench_cli.register(sub, extra=(loop,))
     return parser
 
 

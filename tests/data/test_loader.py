@@ -1,4 +1,4 @@
-"""Loaders: determinism, exact mid-epoch resume, sharding, the four-pass epoch, folder data."""
+"""Loaders of map-style sources: determinism, exact mid-epoch resume, sharding, folder data."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from maxvit.data import (
     build_train_loader,
     class_names,
 )
-from maxvit.data.loader import epoch_plan
 from maxvit.data.prepare import prepare
+from maxvit.data.synthetic import make_synthetic_archive, make_synthetic_tree
 from maxvit.errors import UserError
 
 
@@ -35,46 +35,6 @@ def same(a, b) -> bool:
     return len(a) == len(b) and all(
         all(torch.equal(u, v) for u, v in zip(p, q, strict=True)) for p, q in zip(a, b, strict=True)
     )
-
-
-def test_plan_is_a_pure_function_and_covers_each_pass():
-    kw = dict(batch_size=8, seed=3, epoch=2, kinds=(0, 1, 2, 3))
-    a = epoch_plan(100, **kw)
-    b = epoch_plan(100, **kw)
-    assert len(a) == 4 * (100 // 8)
-    assert all(np.array_equal(i, j) and k == m for (i, k), (j, m) in zip(a, b, strict=True))
-    for kind in range(4):
-        idx = np.concatenate([i for i, k in a if k == kind])
-        assert len(idx) == 96 and len(set(idx.tolist())) == 96  # a permutation, last part dropped
-    kinds = [k for _, k in a]
-    assert kinds != sorted(kinds)  # batches of the four passes are shuffled together
-    other = epoch_plan(100, **{**kw, "epoch": 3})
-    assert not np.array_equal(a[0][0], other[0][0])
-
-
-def test_plan_shards_ranks_without_overlap():
-    plans = [
-        epoch_plan(103, batch_size=4, seed=0, epoch=0, rank=r, world_size=3, drop_last=False)
-        for r in range(3)
-    ]
-    assert len({len(p) for p in plans}) == 1  # same number of batches on every rank
-    seen = np.concatenate([i for p in plans for i, _ in p])
-    assert set(seen.tolist()) == set(range(103))  # padded by wrapping: all seen
-    assert len(seen) == 105
-    dropped = [
-        np.concatenate(
-            [i for i, _ in epoch_plan(103, batch_size=4, seed=0, epoch=0, rank=r, world_size=3)]
-        )
-        for r in range(3)
-    ]
-    assert sum(len(d) for d in dropped) == 96
-    assert len(set(np.concatenate(dropped).tolist())) == 96
-
-
-def test_random_kind_per_batch_without_passes():
-    plan = epoch_plan(800, batch_size=8, seed=0, epoch=0, random_kind=True)
-    assert len(plan) == 100
-    assert set(k for _, k in plan) == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -224,6 +184,44 @@ def test_generic_folder_dataset_shares_the_transforms(tmp_path):
     images, labels = zip(*val, strict=True)
     assert torch.cat(labels).tolist() == [0, 0, 1, 1, 2, 2]
     assert images[0].shape == (4, 3, 48, 48)
+
+
+def test_bad_samples_are_counted_against_the_split_and_the_policy(tmp_path, capsys):
+    tree = make_synthetic_tree(tmp_path / "tree", num_classes=3, train_per_class=7, corrupt=True)
+    bad_file = tree / "train" / "class_01" / "img_000.jpg"
+    aug = AugmentConfig()  # four passes: 64 samples read from 21 files
+    loader = build_train_loader(tree, aug, batch_size=16, img_size=32, seed=0, num_workers=0)
+    assert sum(len(y) for _, y, _ in loader) < 64  # one bad file of 21: accepted by default
+    assert capsys.readouterr().err.count(f"skipped {bad_file}: cannot decode") == 1
+    strict = build_train_loader(
+        tree, aug, batch_size=16, img_size=32, seed=0, num_workers=0, bad_samples=0
+    )
+    with pytest.raises(UserError, match=r"^1 of 21 train samples could not be decoded, more "):
+        list(strict)  # before: "1 of 64 train samples", and stopped by default
+    val = build_eval_loader(tree, "train", batch_size=8, num_workers=0, img_size=32, bad_samples=0)
+    with pytest.raises(UserError, match=r"^1 of 21 train samples .* bad_samples=0 allows \(0\)"):
+        list(val)
+    with pytest.raises(UserError, match="^bad_samples must be a count of files"):
+        build_eval_loader(tree, "val", batch_size=8, num_workers=0, bad_samples="1.5")
+
+
+def test_a_corrupt_jpeg_in_an_archive_is_named_and_held_to_the_policy(tmp_path, capsys):
+    archive = make_synthetic_archive(tmp_path / "tiny-imagenet-200.zip", corrupt=True)
+    aug = AugmentConfig(pipeline="none", four_pass=False)
+    loader = build_train_loader(archive, aug, batch_size=50, img_size=64, seed=0, num_workers=0)
+    assert sum(len(y) for _, y, _ in loader) == 350  # 399 decodable: 7 full batches
+    err = capsys.readouterr().err  # first use: prepared, the bad file left out and named
+    assert "skipped train/n10000001/images/n10000001_0.JPEG: cannot decode" in err
+    assert "--skip-bad" not in err
+    strict = build_train_loader(
+        archive, aug, batch_size=50, img_size=64, seed=0, num_workers=0, bad_samples=0
+    )
+    with pytest.raises(UserError) as info:
+        list(strict)
+    assert str(info.value).startswith(
+        "1 of 400 train samples could not be decoded, more than bad_samples=0 allows (0); "
+    )
+    assert "--set bad_samples=N" in str(info.value)
 
 
 @pytest.mark.slow

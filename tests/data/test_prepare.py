@@ -18,6 +18,8 @@ from maxvit.data.prepare import ensure_prepared, prepare, verify
 from maxvit.data.synthetic import make_synthetic_archive
 from maxvit.errors import UserError
 from tests.data.util import run_cli
+from tests.faults import holding, tmpfs
+from tests.train.utils import subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -307,14 +309,99 @@ def test_an_entry_far_larger_than_any_image_is_refused_without_reading_it(
     import shutil
     import zipfile
 
-    import maxvit.data.prepare as prep
-
     archive = tmp_path / "tiny-imagenet-200.zip"
     shutil.copy(synthetic_archive, archive)
     with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as zf:
         info = zipfile.ZipInfo("tiny-imagenet-200/test/images/test_huge.JPEG")
         zf.writestr(info, b"\0" * 5_000_000, compress_type=zipfile.ZIP_DEFLATED)  # 5 KB on disk
-    monkeypatch.setattr(prep, "MAX_ENTRY_BYTES", 1_000_000)
+    monkeypatch.setattr("maxvit.data.archive.MAX_ENTRY_BYTES", 1_000_000)
     with pytest.raises(UserError, match=r"test_huge.JPEG declares 5,000,000 bytes"):
         prep.prepare(archive, tmp_path / "out", quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+# -------------------------------------------------------------------------------------------
+# Full disks, signals, two processes
+
+
+def test_a_full_disk_is_one_line_before_decoding_and_leaves_nothing(
+    synthetic_archive, tmp_path, capsys
+):
+    with tmpfs(tmp_path / "disk", "2m") as disk:  # 604 images: 7.1 MiB of arrays
+        out = disk / "out"
+        assert run_cli("prepare", "--source", str(synthetic_archive), "--out", str(out)) == 2
+        assert capsys.readouterr().err == (
+            f"error: cannot write {out}: No space left on device (7.1 MiB needed, 2.0 MiB free)\n"
+        )
+        assert list(disk.iterdir()) == []
+
+
+def _maxvit_with(patch: str, *args: str, **popen) -> subprocess.Popen:
+    """`maxvit ARGS` in a child process after the Python lines `patch` (prep: the prepare module)."""
+    code = f"import sys, time\nfrom maxvit.data import prepare as prep\n{patch}\n"
+    code += "from maxvit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=subprocess_env(), text=True, **popen
+    )
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_while_decoding_is_one_line_not_sigbus(synthetic_archive, tmp_path):
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        out = disk / "out"
+        proc = _maxvit_with(
+            "prep.check_space = lambda path, need: None  # the check passed; then the disk filled",
+            *("data", "prepare", "--source", str(synthetic_archive), "--out", str(out)),
+            stderr=subprocess.PIPE,
+        )
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err  # before: -7, SIGBUS in a memory-mapped write
+        prefix = f"error: cannot write {out / 'train_images.npy'}: No space left on device (4.7"
+        assert err.startswith(prefix) and err.count("\n") == 1, err
+        assert list(disk.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT (Ctrl-C)")]
+)
+def test_a_signal_while_preparing_removes_the_unfinished_folder_in_one_line(
+    synthetic_archive, tmp_path, sig, code, name
+):
+    out = tmp_path / "out"
+    slow = "def slow(*args):\n    print('decoding', flush=True)\n    time.sleep(60)\n"
+    proc = _maxvit_with(
+        slow + "prep.decode_into = slow",
+        *("data", "prepare", "--source", str(synthetic_archive), "--out", str(out)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "decoding\n"
+        assert list(tmp_path.glob(".out.tmp-*"))  # the unfinished folder
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code
+    assert err == f"interrupted: {name} while preparing {out}; the unfinished copy was removed\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_another_process_prepares_is_refused_or_awaited(
+    synthetic_archive, tmp_path, capsys
+):
+    import shutil
+
+    out = tmp_path / "out"
+    with holding(out, 60) as pid:
+        with pytest.raises(UserError) as info:
+            prepare(synthetic_archive, out, quiet=True)
+    assert str(info.value) == (
+        f"{out} is in use by PID {pid}; wait for it to finish or choose another folder"
+    )
+    archive = Path(shutil.copy(synthetic_archive, tmp_path / "tiny-imagenet-200.zip"))
+    target = tmp_path / "tiny-imagenet-200-prepared"
+    with holding(target, 0.5) as pid:  # train's first-use prepare waits for it, then prepares
+        assert ensure_prepared(archive) == target
+    assert f"waiting for PID {pid}, which is using {target}\n" in capsys.readouterr().err
+    verify(target)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from maxvit.cli import main
 from maxvit.data import open_data
 from maxvit.data.images import decode_rgb
 from maxvit.data.synthetic import make_synthetic_tree
 from maxvit.data.write_shards import write_shards
 from maxvit.errors import UserError
+from maxvit.files import sha256_file
 from tests.data.util import run_cli
 
 
@@ -34,6 +39,7 @@ def test_round_trip_every_image_once_with_its_label(synthetic_tree, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "maxvit-shards/1" and manifest["classes"] == 4
     assert (out / "classes.txt").read_text().split() == [f"class_{i:02d}" for i in range(4)]
+    assert manifest["classes_sha256"] == sha256_file(out / "classes.txt")
     source = open_data(synthetic_tree)
     for split, expected in (("train", 24), ("val", 8)):
         record = manifest["splits"][split]
@@ -113,13 +119,15 @@ def test_verify_names_bad_shard_entries(synthetic_tree, tmp_path, capsys):
     assert run_cli("verify", str(damaged)) == 2
     report = capsys.readouterr()
     assert f"bad: train-000000.tar:{keys[1]}: cannot decode" in report.out
-    assert f"bad: train-000000.tar:{keys[2]}: no cls label" in report.out
+    assert f"bad: train-000000.tar:{keys[2]}: no label (no cls, no json with a label key)" in (
+        report.out
+    )
     assert "sha256 differs from manifest.json" in report.out
     assert "3 bad entries of 32 checked" in report.err
 
 
 def test_interrupted_sharding_leaves_nothing_that_looks_valid(
-    synthetic_tree, tmp_path, monkeypatch
+    synthetic_tree, tmp_path, monkeypatch, capsys
 ):
     from maxvit.data import write_shards as module
 
@@ -146,6 +154,8 @@ def test_interrupted_sharding_leaves_nothing_that_looks_valid(
         run_cli("shard", str(synthetic_tree), "--out", str(tmp_path / "s"), "--shard-size", "0")
         == 2
     )
+    assert capsys.readouterr().err == "error: --shard-size must be >= 1, got 0\n"
+    assert not (tmp_path / "s").exists()
 
 
 def test_real_imagenet_jpegs_shard_and_decode(sample_tree, tmp_path):
@@ -156,3 +166,75 @@ def test_real_imagenet_jpegs_shard_and_decode(sample_tree, tmp_path):
     image = decode_rgb(sample["jpg"])
     assert image.ndim == 3 and min(image.shape[:2]) > 64  # full size
     assert np.asarray(image).dtype == np.uint8
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (a full disk after the first shard); skipped where none can be mounted."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)  # even with a file left open
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no late flush
+def test_a_full_or_read_only_disk_is_one_line_naming_the_output(
+    synthetic_tree, small_tmpfs, capsys
+):
+    out = small_tmpfs / "shards"
+    assert main(["data", "shard", str(synthetic_tree), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot write the shards to {out}: No space left on device ")
+    assert err.endswith(" MiB of shards; nothing was kept")
+    assert "\n" not in err and ".tmp" not in err
+    assert list(small_tmpfs.iterdir()) == []
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    assert main(["data", "shard", str(synthetic_tree), "--out", str(out)]) == 2
+    err = capsys.readouterr().err  # the output named, not its temporary folder
+    assert (
+        err == f"error: cannot write the shards to {out}: Read-only file system; nothing was kept\n"
+    )
+
+
+class Sentinel(Exception):
+    """Raised by the test's own handler: the signal reached no handler of the code under test."""
+
+
+def raise_sentinel(signum, frame):
+    raise Sentinel(signum)
+
+
+@pytest.mark.parametrize(
+    ("signum", "name", "status"),
+    [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "SIGINT (Ctrl-C)", 130)],
+)
+def test_a_signal_while_sharding_removes_the_unfinished_folder_in_one_line(
+    signum, name, status, synthetic_tree, tmp_path, monkeypatch, capsys
+):
+    from maxvit.data import write_shards as module
+
+    calls = {"n": 0}
+    real = module._ShardFile.write
+
+    def signalled(self, key, item):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            os.kill(os.getpid(), signum)
+        real(self, key, item)
+
+    monkeypatch.setattr(module._ShardFile, "write", signalled)
+    previous = signal.signal(signum, raise_sentinel)  # what a signal meets outside the block
+    try:
+        out = tmp_path / "out" / "shards"
+        assert main(["data", "shard", str(synthetic_tree), "--out", str(out)]) == status
+        assert signal.getsignal(signum) is raise_sentinel  # restored after the block
+    finally:
+        signal.signal(signum, previous)
+    err = capsys.readouterr().err
+    assert err == f"interrupted: {name} while writing {out}; its unfinished shards were removed\n"
+    assert list((tmp_path / "out").iterdir()) == []

@@ -16,8 +16,8 @@ from maxvit.train import trainer
 _run = trainer._Run.run
 
 
-def _run_and_save_rank_weights(self, **kwargs):
-    out = _run(self, **kwargs)
+def _run_and_save_rank_weights(self):
+    out = _run(self)
     weights = {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
     save_file(weights, str(out / f"rank{self.ctx.rank}.safetensors"))
     return out

@@ -54,6 +54,11 @@ def test_eval_prints_json_metrics(run, archive, capsys):
         json.loads(line)["val_top1"] for line in (run / "metrics.jsonl").read_text().splitlines()
     )
     assert result["top1"] == pytest.approx(best)  # the run folder means its best checkpoint
+    args = ["eval", "--checkpoint", str(run), "--data", str(archive), "--tta", "flip"]
+    assert main(args) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["tta"] == "flip" and flipped["n"] == result["n"]
+    assert flipped["loss"] != pytest.approx(result["loss"], rel=1e-6)  # the mirrors were scored
 
 
 @pytest.mark.slow
@@ -137,7 +142,7 @@ def test_train_without_data_downloads_and_says_so_in_one_line_when_offline(
     assert calls == [] and err.count("\n") == 1 and "maxvit train --download" in err
     assert main(["train", "--preset", "smoke", "--download"]) == 2
     err = capsys.readouterr().err
-    assert calls == [Path("data")]
+    assert calls == [tmp_path / "data"]  # saved absolute, so a run resumes from anywhere
     assert err.count("\n") == 1 and "cannot download Tiny ImageNet" in err and "DATA=PATH" in err
     assert not (tmp_path / "runs").exists()
 
@@ -156,3 +161,39 @@ def test_make_train_downloads_only_without_data():
     assert command("PRESET=smoke").endswith("maxvit train --preset smoke --download")
     assert "--download" not in command("PRESET=smoke", "DATA=some.zip")
     assert "--data some.zip" in command("PRESET=smoke", "DATA=some.zip")
+    assert command().endswith("maxvit train --preset auto --download")  # the default path
+
+
+def test_preset_auto_on_a_cpu_makes_the_mini_subset_once_and_trains_the_budget_recipe(
+    synthetic_archive, tmp_path, monkeypatch, capsys
+):
+    """`make train DATA=archive` without a GPU: one line says so, the subset of the archive is
+    written to data/ (reused next time), and the cpu-budget recipe trains on it."""
+    import torch
+
+    from maxvit.train import cli as train_cli
+
+    trained = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(
+        "maxvit.train.trainer.train", lambda config, out, **kw: trained.append((config, out))
+    )
+    monkeypatch.setattr("maxvit.data.subset.make_subset", _fake_subset(calls := []))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "auto", "--data", str(synthetic_archive)]) == 0
+    assert "no GPU: the CPU path" in capsys.readouterr().err
+    assert calls == [(str(synthetic_archive), train_cli.MINI)]
+    ((config, out),) = trained
+    assert config.preset == "cpu-budget" and config.budget_minutes == 10
+    assert config.data == str(tmp_path / train_cli.MINI) and out == Path("runs/cpu-budget")
+    assert main(["train", "--preset", "auto", "--out", "runs/again"]) == 0
+    assert len(calls) == 1  # made once
+
+
+def _fake_subset(calls: list):
+    def make_subset(source, out):
+        calls.append((source, out))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_bytes(b"zip")
+
+    return make_subset

@@ -56,10 +56,10 @@ def test_smoke_trains_and_resumes_compiled_on_the_cpu(synth_data, tmp_path, monk
     compile cold here, two one-block stages 2 min, this model 80 s; the kernels are what this
     test is about, not their number. Later runs in the process reuse the compiled code."""
     from maxvit.models.model import MaxVitConfig
-    from maxvit.models.variants import VARIANTS
+    from maxvit.models.variants import SEED, VARIANTS, Variant
 
-    pico = MaxVitConfig((1,), (32,), 16, style="seed", gelu="none", partition_size=4)
-    monkeypatch.setitem(VARIANTS, "maxvit_pico", (pico, 32))
+    pico = MaxVitConfig((1,), (32,), 16, partition_size=4, **SEED)
+    monkeypatch.setitem(VARIANTS, "maxvit_pico", Variant(pico, 32))
     config = smoke_config(
         synth_data, "model=maxvit_pico", "epochs=1", "steps_per_epoch=4", "ckpt_every_steps=2",
         "compile=require",

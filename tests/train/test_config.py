@@ -17,7 +17,7 @@ from maxvit.train.config import (
     save_config,
     valid_keys,
 )
-from maxvit.train.trainer import lr_factor
+from maxvit.train.schedule import lr_factor
 
 
 def test_presets_ship_and_load():
@@ -28,6 +28,7 @@ def test_presets_ship_and_load():
         "imagenet",
         "cpu-mini",
         "cpu-fit",
+        "cpu-budget",
         "smoke",
     }
     for name in list_presets():
@@ -104,6 +105,8 @@ def test_overrides_parse_yaml_values_and_nested_keys():
     assert c.epochs == 3 and c.lr == 1e-3 and c.img_size is None
     assert c.aug.mixup_alpha == 0.5 and c.aug.erase_area == (0.1, 0.3)
     assert isinstance(apply_overrides(c, ["lr=1"]).lr, float)  # int accepted for a float field
+    assert apply_overrides(c, ["bad_samples=5"]).bad_samples == 5
+    assert apply_overrides(c, ["bad_samples=2%"]).bad_samples == "2%"
 
 
 def test_overrides_validate_only_the_final_config():
@@ -129,6 +132,8 @@ def test_unknown_key_lists_valid_keys(item):
         ("epochs", "key=value"),
         ("epochs=0", "epochs must be >= 1"),
         ("aug.pipeline=magic", "pipeline"),
+        ("bad_samples=lots", "bad_samples must be a count of files"),
+        ("bad_samples=-1", "bad_samples must be a count of files"),
     ],
 )
 def test_bad_values_are_user_errors(item, message):

@@ -21,6 +21,7 @@ import torch
 from maxvit.cli import main
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import trainer
+from maxvit.train.config import save_config
 from maxvit.train.trainer import train
 from tests.train.utils import maxvit_command, read_weights, run_maxvit, smoke_config, subprocess_env
 
@@ -83,7 +84,7 @@ def test_a_temporary_left_by_a_killed_write_is_removed_on_resume(synth_data, tmp
 def test_resuming_a_finished_run_says_so(tiny_run, synth_data, capsys):
     train(smoke_config(synth_data, *ONE_STEP), tiny_run, resume=True)
     err = capsys.readouterr().err
-    assert "is already complete (1 epochs" in err and "resuming at" not in err
+    assert "is already complete (1 steps" in err and "resuming at" not in err
 
 
 # -------------------------------------------------------------------------------------------
@@ -163,6 +164,7 @@ def test_crafted_checkpoints_are_one_line_errors(
 def test_bad_training_states_are_one_line_errors(tiny_run, synth_data, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
+    save_config(smoke_config(synth_data), run / "config.yaml")
     (run / "checkpoints" / "last.pt").write_bytes(b"")
     args = ["train", "--preset", "smoke", "--data", str(synth_data), "--out", str(run), "--resume"]
     assert main(args) == 2
@@ -178,7 +180,7 @@ def test_bad_training_states_are_one_line_errors(tiny_run, synth_data, tmp_path,
         main(["eval", "--checkpoint", str(tmp_path / "ck" / "evil.pt"), "--data", str(synth_data)])
         == 2
     )
-    assert "checkpoint not found: " + str(tmp_path / "ck" / "evil.pt") in one_line_error(capsys)
+    assert f"checkpoint {tmp_path / 'ck' / 'evil.pt'} is missing" in one_line_error(capsys)
     torch.save({}, tmp_path / "ck" / "alone.pt")
     assert (
         main(["eval", "--checkpoint", str(tmp_path / "ck" / "alone.pt"), "--data", str(synth_data)])
@@ -250,11 +252,14 @@ def test_checkpoint_files_get_ordinary_permissions(tiny_run):
 
 
 def test_a_long_cpu_run_says_how_long_it_would_take(synth_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(trainer, "CPU_ESTIMATE_AFTER", 1)
-    monkeypatch.setattr(trainer, "CPU_ESTIMATE_NOTE_S", 0.0)
+    monkeypatch.setattr(trainer, "CPU_NOTE_AFTER", 1)
+    monkeypatch.setattr("maxvit.train.log.CPU_NOTE_AFTER_S", 0.0)
     train(smoke_config(synth_data, "epochs=1", "steps_per_epoch=2"), tmp_path / "run")
     err = capsys.readouterr().err
-    assert "note: training on the CPU at" in err and "PRESET=cpu-mini" in err
+    assert "note: training on the CPU at" in err and "--preset cpu-budget --budget 10m" in err
+    monkeypatch.setattr("maxvit.train.log.CPU_NOTE_AFTER_S", 3600.0)
+    train(smoke_config(synth_data, "epochs=1", "steps_per_epoch=2"), tmp_path / "run2")
+    assert "note: training on the CPU" not in capsys.readouterr().err  # a short run: no note
 
 
 def test_help_says_where_the_prepared_copy_goes(capsys):

@@ -44,9 +44,9 @@ def test_a_training_step_makes_no_host_sync(synth_data, tmp_path, monkeypatch):
         finally:
             in_step[0] = False
 
-    def sync(self, bar):
+    def sync(self):
         syncs.append(self.progress.step)
-        return real_sync(self, bar)
+        return real_sync(self)
 
     monkeypatch.setattr(trainer._Run, "_train_step", step)
     monkeypatch.setattr(trainer._Run, "_sync", sync)

@@ -88,14 +88,13 @@ def test_full_disk_keeps_last_good_checkpoint_and_resumes_exactly(
     def save(obj, f, *args, **kwargs):
         saves.append(f)
         if len(saves) == 2:
-            with open(f, "wb") as out:
-                out.write(b"partial")
+            f.write(b"partial")  # the checkpoint writer hands torch.save an open file
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
     out = tmp_path / "run"
-    with pytest.raises(UserError, match="cannot write a checkpoint .* step 3 .*No space left"):
+    with pytest.raises(UserError, match="cannot write checkpoint .* at step 3: No space left"):
         train(smoke_config(synth_data), out)
     monkeypatch.undo()
     assert ckpt.load_state(out / "checkpoints" / "last.pt")["progress"]["step"] == 2
@@ -155,10 +154,30 @@ def test_paper_style_options_ema_is_what_gets_evaluated_and_saved(synth_data, tm
     [
         ("model=nosuch", "unknown model 'nosuch'"),
         ("img_size=33", "odd and cannot be halved"),
-        ("batch_size=4096", "fewer than the batch size"),
+        ("batch_size=512", "fewer than the batch size"),  # 400 images; fits in memory
     ],
 )
 def test_a_failed_start_leaves_no_run_folder(synth_data, tmp_path, override, message):
     with pytest.raises(UserError, match=message):
         train(smoke_config(synth_data, override), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_set_without_a_val_split_is_refused_before_the_run_starts(
+    synth_data, tmp_path, monkeypatch
+):
+    """Folders and shard folders are refused when opened; a shard pattern naming train shards
+    only opens, and the trainer refuses it before the first step."""
+    from maxvit.train import build
+
+    real = build.open_source
+
+    def without_val(*args, **kwargs):
+        source = real(*args, **kwargs)
+        monkeypatch.setattr(type(source), "has_split", lambda self, split: split != "val")
+        return source
+
+    monkeypatch.setattr(build, "open_source", without_val)
+    with pytest.raises(UserError, match="has no val split to evaluate on"):
+        train(smoke_config(synth_data), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, extra: tuple = ()) -> None:
+    """Add ``maxvit bench`` and its benchmarks; `extra` holds (name, module, help) of benchmarks
+    from higher layers (the top-level CLI passes ``loop``, which runs the trainer)."""
     from maxvit.bench import data, kernels, model, profile, scaling
 
     bench = sub.add_parser("bench", help="benchmarks: model speed and cost, scaling, data")
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("data", data, "input pipeline throughput"),
         ("kernels", kernels, "single-op comparisons behind the model's speed choices (CPU)"),
         ("profile", profile, "where a training step and an inference batch spend time (CPU)"),
+        *extra,
     ):
         parser = cmds.add_parser(name, help=text, description=text)
         mod.add_arguments(parser)

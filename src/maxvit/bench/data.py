@@ -195,24 +195,13 @@ def _run_prepared(args: argparse.Namespace, source) -> int:
 
 def _encoded_train_images(source, count: int) -> tuple[list[bytes], list[str]]:
     """The first `count` train images of a full-size source, as encoded bytes."""
-    from maxvit.data.sources import SHARDS
-
     blobs, names = [], []
-    if source.kind == SHARDS:
-        from maxvit.data.shards import IMAGE_KEYS, sample_name, samples
-
-        for url in source.shard_split("train").urls:
-            for sample in samples(url, []):
-                image = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
-                if image is not None:
-                    blobs.append(image)
-                    names.append(sample_name(sample))
-                if len(blobs) == count:
-                    return blobs, names
-        return blobs, names
-    for path in source.dataset("train").files[:count]:
-        blobs.append(path.read_bytes())
-        names.append(str(path))
+    for item in source.items("train"):
+        if item.error is None:
+            blobs.append(item.bytes())
+            names.append(item.name)
+        if len(blobs) == count:
+            break
     return blobs, names
 
 
@@ -228,7 +217,7 @@ def _run_full_size(args: argparse.Namespace, source) -> int:
 
     from maxvit.bench.common import resolve_device, sync
     from maxvit.data import AugmentConfig, BatchAugment
-    from maxvit.data.transforms import TrainTransform
+    from maxvit.data.crop import TrainTransform
 
     device = resolve_device(args.device)
     aug = AugmentConfig(pipeline=args.pipeline)
@@ -250,7 +239,8 @@ def _run_full_size(args: argparse.Namespace, source) -> int:
     def ours() -> tuple[float, list[torch.Tensor]]:
         start, out = time.process_time(), []
         for j, (chunk, chunk_names) in enumerate(chunks):
-            images, _, _ = transform.encoded(chunk, np.random.default_rng(j), chunk_names)
+            rng = np.random.default_rng(j)
+            images, _, _ = transform.encoded(chunk.__getitem__, chunk_names, rng)
             out.append(images)
         return time.process_time() - start, out
 

@@ -6,9 +6,11 @@ Public API (imported lazily, so `maxvit --help` and the decode workers stay ligh
                              build_eval_loader, BatchAugment, EvalTransform, TinyImageNet,
                              ImageFolderDataset, ensure_prepared, class_names)
 
-``open_data(path_or_pattern)`` detects the layout (:mod:`maxvit.data.sources`). The steps
-behind `maxvit data ...` live in their modules: ``download``, ``prepare`` (Tiny ImageNet),
-``write_shards``, ``verify``, ``info``.
+``open_data(path_or_pattern)`` detects the layout (:mod:`maxvit.data.sources`) and returns
+its `DataSource` (one class per layout, :mod:`maxvit.data.source`). The steps behind
+`maxvit data ...` live in their modules: ``download``, ``prepare`` (Tiny ImageNet),
+``subset`` (a smaller Tiny ImageNet archive), ``write_shards``, ``info``; ``verify`` is a
+method of each source.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "DataSource": "maxvit.data.sources",
+    "DataSource": "maxvit.data.source",
     "open_data": "maxvit.data.sources",
-    "AugmentConfig": "maxvit.data.transforms",
-    "BatchAugment": "maxvit.data.transforms",
-    "EvalTransform": "maxvit.data.transforms",
-    "TrainTransform": "maxvit.data.transforms",
+    "AugmentConfig": "maxvit.data.augment_config",
+    "BatchAugment": "maxvit.data.batch_augment",
+    "EvalTransform": "maxvit.data.batch_augment",
+    "TrainTransform": "maxvit.data.crop",
     "TinyImageNet": "maxvit.data.datasets",
     "ImageFolderDataset": "maxvit.data.datasets",
     "class_names": "maxvit.data.datasets",
     "build_train_loader": "maxvit.data.loader",
     "build_eval_loader": "maxvit.data.loader",
-    "TrainLoader": "maxvit.data.loader",
+    "TrainLoader": "maxvit.data.plan_loader",
     "ensure_prepared": "maxvit.data.prepare",
     "make_synthetic_archive": "maxvit.data.synthetic",
 }
@@ -51,12 +53,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from maxvit.data.augment_config import AugmentConfig
+    from maxvit.data.batch_augment import BatchAugment, EvalTransform
+    from maxvit.data.crop import TrainTransform
     from maxvit.data.datasets import ImageFolderDataset, TinyImageNet, class_names
-    from maxvit.data.loader import TrainLoader, build_eval_loader, build_train_loader
+    from maxvit.data.loader import build_eval_loader, build_train_loader
+    from maxvit.data.plan_loader import TrainLoader
     from maxvit.data.prepare import ensure_prepared
-    from maxvit.data.sources import DataSource, open_data
+    from maxvit.data.source import DataSource
+    from maxvit.data.sources import open_data
     from maxvit.data.synthetic import make_synthetic_archive
-    from maxvit.data.transforms import AugmentConfig, BatchAugment, EvalTransform, TrainTransform
 
 
 def __getattr__(name: str) -> Any:

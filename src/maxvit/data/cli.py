@@ -1,9 +1,11 @@
-"""`maxvit data ...`: download and prepare Tiny ImageNet; shard, verify and inspect any source."""
+"""`maxvit data ...`: download, subset and prepare Tiny ImageNet; shard, verify and inspect any
+source."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "data",
-        help="download, prepare, shard, verify and inspect data sets",
+        help="download, subset, prepare, shard, verify and inspect data sets",
         description="Get Tiny ImageNet from the official archive into a fast, verified form; "
         "write WebDataset shards of any source; check any source.",
     )
@@ -52,6 +54,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing prepared folder")
     p.set_defaults(func=_prepare)
+
+    p = cmds.add_parser(
+        "subset",
+        help="make a smaller Tiny ImageNet archive from the official one",
+        description="Copy the first N train and M val images of every class (and the first T "
+        "test images), in natural file-name order, from the official archive (zip or unpacked "
+        "folder) into a zip in the official layout, which every command that takes the "
+        "official archive accepts. Deterministic: the same source gives the same bytes. "
+        "Atomic: the zip appears only when complete. The defaults give the development mini "
+        "archive (100 / 5 / 100).",
+    )
+    p.add_argument("source", type=Path, help="tiny-imagenet-200.zip or its unpacked folder")
+    p.add_argument("--out", type=Path, required=True, help="zip file to create")
+    p.add_argument(
+        "--per-class", type=int, default=100, help="train images per class (default 100)"
+    )
+    p.add_argument("--val-per-class", type=int, default=5, help="val images per class (default 5)")
+    p.add_argument("--test", type=int, default=100, help="test images (default 100)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=_subset)
 
     p = cmds.add_parser(
         "shard",
@@ -118,6 +140,21 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subset(args: argparse.Namespace) -> int:
+    from maxvit.data.subset import make_subset
+
+    out = make_subset(
+        args.source,
+        args.out,
+        per_class=args.per_class,
+        val_per_class=args.val_per_class,
+        test=args.test,
+        force=args.force,
+    )
+    print(out)
+    return 0
+
+
 def _shard(args: argparse.Namespace) -> int:
     from maxvit.data.write_shards import write_shards
 
@@ -135,26 +172,19 @@ def _shard(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from maxvit.data.prepare import SPLITS, verify
-    from maxvit.data.sources import TINY, open_data
-    from maxvit.data.verify import problems
+    from maxvit.data.sources import open_data
     from maxvit.errors import UserError
 
-    source = open_data(args.dir)
-    if source.kind == TINY:
-        manifest = verify(source.location)
-        counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
-        print(f"{source.location}: OK ({manifest['classes']} classes; {counts}; checksums match)")
-        return 0
-    checked, found = problems(source, args.workers)
-    for name, problem in found:
+    verified = open_data(args.dir).verify(args.workers or min(os.cpu_count() or 1, 8))
+    for name, problem in verified.bad:
         print(f"bad: {name}: {problem}")
-    if found:
+    if verified.bad:
+        n = len(verified.bad)
         raise UserError(
-            f"{args.dir}: {len(found)} bad entr{'y' if len(found) == 1 else 'ies'} "
-            f"of {checked} checked (listed above)"
+            f"{args.dir}: {n} bad entr{'y' if n == 1 else 'ies'} of {verified.checked} checked "
+            "(listed above)"
         )
-    print(f"{args.dir}: OK ({source.kind}, {source.num_classes} classes, {checked} images decode)")
+    print(f"{args.dir}: OK ({verified.summary})")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Map-style datasets: prepared Tiny ImageNet (memory-mapped arrays) and a class-per-folder tree.
 
-Both return uint8 (3, H, W) tensors and integer labels. Tiny ImageNet offers ``fetch(indices)``
-(a whole uint8 batch at once); a folder tree offers its ``files``, which the loaders decode
-straight into their crops. WebDataset shards are streams, in :mod:`maxvit.data.stream`.
+Both return uint8 (3, H, W) tensors and integer labels. For the loaders, both give a batch of
+samples at once: ``train_images(indices, transform, rng)`` and ``eval_images(indices, size,
+box)`` return (uint8 images, indices of the samples kept, (name, error) of those left out).
+Tiny ImageNet reads its arrays (``fetch``); a folder tree decodes its ``files`` straight into
+their crops. WebDataset shards are streams, in :mod:`maxvit.data.stream`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maxvit.data.images import decode_rgb
-from maxvit.data.prepare import SPLITS, natural_key, read_manifest
+from maxvit.data.archive import SPLITS, natural_key
+from maxvit.data.crop import Box, TrainTransform, decode_batch, decode_crop
+from maxvit.data.images import SUFFIXES, decode_rgb, image_files
+from maxvit.data.prepare import read_prepared_manifest
+from maxvit.data.tensor_ops import one_thread
 from maxvit.errors import UserError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-FOLDER_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
+Batch = tuple[torch.Tensor, list[int], list[tuple[str, str]]]  # images, kept, failed
 
 
 def class_names(root: str | Path) -> list[str]:
@@ -42,7 +47,7 @@ class TinyImageNet(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        manifest = read_manifest(self.root)
+        manifest = read_prepared_manifest(self.root)
         self.num_classes: int = manifest["classes"]
         self.classes = (self.root / "wnids.txt").read_text().split()
         self.class_names = class_names(self.root)
@@ -73,13 +78,26 @@ class TinyImageNet(torch.utils.data.Dataset):
         rows = self.images[np.asarray(indices, dtype=np.int64)]
         return torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()
 
+    def train_images(
+        self, indices: np.ndarray, transform: TrainTransform, rng: np.random.Generator
+    ) -> Batch:
+        """The training crops of samples `indices` (arrays: every sample is kept)."""
+        with one_thread():
+            return transform(self.fetch(indices), rng), list(range(len(indices))), []
+
+    def eval_images(self, indices: np.ndarray, size: int, box: Box) -> Batch:
+        """Samples `indices` at 64x64: Tiny ImageNet gets its evaluation geometry (`size`,
+        `box`) on the device, batch-wise (`maxvit.data.batch_augment.EvalTransform`)."""
+        return self.fetch(indices), list(range(len(indices))), []
+
 
 class ImageFolderDataset(torch.utils.data.Dataset):
     """A class-per-folder image tree (ImageNet-1K style): ``root/<class>/<image>``.
 
     Classes are the sorted sub-folder names (or `classes`, e.g. those of the train split, so that
     the labels of every split agree). Images are JPEG, PNG or WebP files of any size and mode,
-    decoded by :mod:`maxvit.data.images` (8-bit RGB, alpha composited, 16-bit scaled).
+    decoded by :mod:`maxvit.data.images` (8-bit RGB, alpha composited, 16-bit scaled); a file
+    of another image type (.bmp, .tif...) is a `UserError` naming it, as in `predict`.
     ``dataset[i]`` is (uint8 (3, H, W) tensor, label); `transform` is applied to the tensor.
     The training and evaluation loaders decode from :attr:`files` straight into their crops.
     """
@@ -109,22 +127,28 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         labels: list[int] = []
         for label, name in enumerate(self.classes):
             folder = self.root / name
-            files = (
-                sorted(
-                    (p for p in folder.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES),
-                    key=lambda p: natural_key(p.as_posix()),
-                )
-                if folder.is_dir()
-                else []
-            )
+            found = image_files(folder) if folder.is_dir() else []
+            files = sorted(found, key=lambda p: natural_key(p.as_posix()))
             self.files += files
             labels += [label] * len(files)
         if not self.files:
-            raise UserError(f"{self.root} has no images ({', '.join(FOLDER_SUFFIXES)})")
+            raise UserError(f"{self.root} has no images ({', '.join(SUFFIXES)})")
         self.labels = np.asarray(labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def train_images(
+        self, indices: np.ndarray, transform: TrainTransform, rng: np.random.Generator
+    ) -> Batch:
+        """Samples `indices` decoded straight into their training crops; bad files left out."""
+        files = [self.files[i] for i in indices]
+        return transform.encoded(files.__getitem__, [str(f) for f in files], rng)
+
+    def eval_images(self, indices: np.ndarray, size: int, box: Box) -> Batch:
+        """Samples `indices` decoded straight into the evaluation region `box` at `size`."""
+        names = [str(self.files[i]) for i in indices]
+        return decode_batch(names, lambda j: decode_crop(names[j], names[j], size, box), size)
 
     def load(self, index: int) -> torch.Tensor:
         """Decode image `index` to uint8 RGB (3, H, W); ImageError if it cannot be decoded."""

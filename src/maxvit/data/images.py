@@ -12,7 +12,10 @@ every mode is converted the same way:
 * 16-bit integer images (I;16*, I) scaled to 8 bits (x / 257), not clipped;
 * float images (F) with values in [0, 1] scaled by 255; other float ranges are refused.
 
-EXIF orientation is not applied (ImageNet pipelines, timm's and torchvision's, do not).
+Image files are JPEG, PNG or WebP (`SUFFIXES`, what shards hold): a file whose name says it is
+another image type PIL reads (.bmp, .tif, .gif...) is refused by class folders and `predict`
+alike (`unsupported_type`), never skipped silently. EXIF orientation is not applied (ImageNet
+pipelines, timm's and torchvision's, do not).
 Anything PIL cannot open or decode, including truncated files and decompression bombs
 (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows), raises `ImageError` with the
 image's name. This module does not import torch.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from maxvit.errors import UserError
 
 BACKGROUND = (255, 255, 255)  # what transparent pixels are composited on
+SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")  # the image files the project reads
 Source = bytes | str | Path  # encoded image bytes, or a file path
 _JPEG = b"\xff\xd8"  # the start-of-image marker
 
@@ -43,6 +48,26 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image in a format PIL knows"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def unsupported_type(name: str | Path) -> str | None:
+    """What is wrong with a file whose suffix names an image type PIL reads other than JPEG,
+    PNG and WebP (.bmp, .tif, .gif...); None for those three and for other files."""
+    suffix = Path(name).suffix.lower()
+    Image.init()
+    if suffix in SUFFIXES or Image.EXTENSION.get(suffix) not in Image.OPEN:
+        return None
+    return f"unsupported image type {suffix} (use JPEG, PNG or WebP)"
+
+
+def image_files(folder: Path) -> Iterator[Path]:
+    """The JPEG, PNG and WebP files under `folder` (at any depth), lazily; `UserError` naming a
+    file of another image type PIL reads (`unsupported_type`) when it is met."""
+    for path in folder.rglob("*"):
+        if path.suffix.lower() in SUFFIXES:
+            yield path
+        elif (problem := unsupported_type(path)) is not None:
+            raise UserError(f"{path}: {problem}; convert it or move it out")
 
 
 def open_image(src: Source, name: str | None = None) -> Image.Image:

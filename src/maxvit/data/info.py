@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maxvit.data.prepare import SPLITS, read_manifest
+from maxvit.data.archive import SPLITS
+from maxvit.data.prepare import read_prepared_manifest
 from maxvit.files import atomic_write
 
 SHEET_CLASSES = 6  # rows of the contact sheet
@@ -16,7 +17,7 @@ SHEET_SAMPLES = 8  # columns of the contact sheet
 def summary(root: str | Path) -> dict:
     """Counts per split, class count, wnids and names (the keys of ``maxvit data info --json``)."""
     root = Path(root)
-    manifest = read_manifest(root)
+    manifest = read_prepared_manifest(root)
     out = {split: manifest["splits"][split]["count"] for split in SPLITS}
     out["classes"] = manifest["classes"]
     out["wnids"] = (root / "wnids.txt").read_text().split()
@@ -55,14 +56,10 @@ def contact_sheet(
     import torch
     from PIL import Image, ImageDraw, ImageFont
 
+    from maxvit.data.augment_config import KIND_NAMES, AugmentConfig
+    from maxvit.data.batch_augment import BatchAugment, denormalise
+    from maxvit.data.crop import TrainTransform
     from maxvit.data.datasets import TinyImageNet
-    from maxvit.data.transforms import (
-        KIND_NAMES,
-        AugmentConfig,
-        BatchAugment,
-        TrainTransform,
-        denormalise,
-    )
 
     dataset = TinyImageNet(root, "train")
     rows = np.linspace(0, dataset.num_classes - 1, min(SHEET_CLASSES, dataset.num_classes)).round()

@@ -1,14 +1,20 @@
 """Turn the official Tiny ImageNet archive into a compact folder of arrays that loads fast.
 
 ``prepare`` reads the official zip directly (no unpacking) or an unpacked copy, validates its
-layout, decodes every image once to 64x64 RGB and writes, per split, ``<split>_images.npy``
-(uint8, N x 64 x 64 x 3), ``<split>_labels.npy`` (int64, -1 for the unlabelled test split) and
-``<split>_files.txt`` (the source name of each row), plus ``wnids.txt`` (class order),
-``class_names.txt`` (from ``words.txt``) and ``manifest.json`` (counts, sizes, sha256).
+layout (both with :mod:`maxvit.data.archive`), decodes every image once to 64x64 RGB and
+writes, per split, ``<split>_images.npy`` (uint8, N x 64 x 64 x 3), ``<split>_labels.npy``
+(int64, -1 for the unlabelled test split) and ``<split>_files.txt`` (the source name of each
+row), plus ``wnids.txt`` (class order), ``class_names.txt`` (from ``words.txt``) and
+``manifest.json`` (counts, sizes, sha256). ``verify`` re-checks such a folder;
+``ensure_prepared`` prepares an archive on first use, next to it or in the user's cache.
 
 The output appears atomically (`maxvit.files.staging_dir`): everything is written into
 ``.<out>.tmp-<pid>`` and renamed to ``<out>`` only when complete, with the manifest written
-last, so an interrupted run leaves nothing that looks finished. This module does not import torch.
+last, so an interrupted run leaves nothing that looks finished. SIGINT and SIGTERM remove the
+unfinished folder and end in one line; one process at a time prepares a folder
+(`maxvit.files.folder_lock`); the space the arrays take is checked before decoding starts and
+reserved when each is created, so a full disk is one line, never a SIGBUS in a memory-mapped
+write. This module does not import torch.
 """
 
 from __future__ import annotations
@@ -16,255 +22,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
-import threading
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from maxvit.data.archive import HINT, NUM_CLASSES, SPLITS, Archive, open_archive, read_layout
 from maxvit.data.images import ImageError, open_image, to_rgb
-from maxvit.errors import UserError
-from maxvit.files import sha256_file, staging_dir, write_json
-
-IMAGE_SIZE = 64
-NUM_CLASSES = 200
-SPLITS = ("train", "val", "test")
-MANIFEST = "manifest.json"
-FORMAT = "maxvit-tiny-imagenet/1"
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-_CHUNK = 512  # images per decode task
-# The largest file of the official archive is words.txt (2.7 MB); images are a few KB.
-MAX_ENTRY_BYTES = 64 * 2**20
-
-HINT = (
-    "get the archive with `maxvit data download` and prepare it with "
-    "`maxvit data prepare --source ZIP --out DIR`"
+from maxvit.errors import UserError, signals_interrupt
+from maxvit.files import (
+    check_space,
+    folder_lock,
+    reserve,
+    sha256_file,
+    staging_dir,
+    write_json,
+    writing,
 )
 
-
-def natural_key(name: str) -> list[object]:
-    """Sort key that puts img_2 before img_10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-# --------------------------------------------------------------------------------------------
-# Archives: the official zip, or an unpacked copy of it
-
-
-class Archive:
-    """Read access to the files of an official Tiny ImageNet tree (paths relative to its root)."""
-
-    description: str
-    names: list[str]
-
-    def read(self, name: str) -> bytes:
-        raise NotImplementedError
-
-
-class ZipArchive(Archive):
-    """The official archive, read in place. Entries with absolute paths or '..' are refused."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.description = str(path)
-        try:
-            with zipfile.ZipFile(path) as zf:
-                entries = [i.filename for i in zf.infolist() if not i.is_dir()]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise UserError(f"cannot read {path} as a zip archive: {exc}") from None
-        for entry in entries:
-            check_entry_name(entry, path)
-        roots = [e[: -len("wnids.txt")] for e in entries if PurePosixPath(e).name == "wnids.txt"]
-        if not roots:
-            raise UserError(f"{path} has no wnids.txt: not the official Tiny ImageNet layout")
-        self.prefix = min(roots, key=len)
-        self.names = [e[len(self.prefix) :] for e in entries if e.startswith(self.prefix)]
-        self._local = threading.local()
-
-    def read(self, name: str) -> bytes:
-        """The entry's bytes, refusing entries far larger than any file of the data set (the
-        declared size first, then the real one while streaming, so memory stays bounded)."""
-        zf = getattr(self._local, "zip", None)
-        if zf is None:  # one handle per thread, so that reads run in parallel
-            zf = self._local.zip = zipfile.ZipFile(self.path)
-        info = zf.getinfo(self.prefix + name)
-        if info.file_size > MAX_ENTRY_BYTES:
-            raise UserError(
-                f"{self.path}: entry {info.filename} declares {info.file_size:,} bytes, far more "
-                f"than any file of Tiny ImageNet (limit {MAX_ENTRY_BYTES:,}); refusing it"
-            )
-        with zf.open(info) as f:
-            data = f.read(MAX_ENTRY_BYTES + 1)
-        if len(data) > MAX_ENTRY_BYTES:
-            raise UserError(
-                f"{self.path}: entry {info.filename} holds more than {MAX_ENTRY_BYTES:,} bytes "
-                "(more than it declares); refusing it"
-            )
-        return data
-
-
-class DirArchive(Archive):
-    """An unpacked official tree (the folder with wnids.txt, or its parent)."""
-
-    def __init__(self, path: Path) -> None:
-        root = path if (path / "wnids.txt").is_file() else path / "tiny-imagenet-200"
-        if not (root / "wnids.txt").is_file():
-            raise UserError(f"{path} has no wnids.txt: not the official Tiny ImageNet layout")
-        self.root = root.resolve()
-        self.description = str(path)
-        self.names = sorted(
-            (Path(d) / f).relative_to(self.root).as_posix()
-            for d, _, files in os.walk(self.root)
-            for f in files
-        )
-
-    def read(self, name: str) -> bytes:
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root):
-            raise UserError(
-                f"{name} points outside {self.root} (symbolic link); refusing to read it"
-            )
-        return path.read_bytes()
-
-
-def check_entry_name(name: str, archive: Path) -> None:
-    """Refuse archive entries that could escape a destination folder."""
-    posix = name.replace("\\", "/")
-    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in posix.split("/"):
-        raise UserError(
-            f"unsafe path in archive {archive}: {name!r} (absolute paths and '..' are not allowed)"
-        )
-
-
-def open_archive(path: str | Path) -> Archive:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"{path} does not exist; {HINT}")
-    if path.is_dir():
-        return DirArchive(path)
-    return ZipArchive(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Layout validation
-
-
-@dataclass
-class Layout:
-    """What the source holds, validated: class order and the image list of each split."""
-
-    wnids: list[str]
-    class_names: list[str]
-    files: dict[str, list[str]] = field(default_factory=dict)  # split -> image names
-    labels: dict[str, list[int]] = field(default_factory=dict)  # split -> class index (-1: none)
-
-
-def _is_image(name: str) -> bool:
-    base = PurePosixPath(name).name
-    return name.lower().endswith(IMAGE_SUFFIXES) and not base.startswith("._")
-
-
-def read_layout(source: Archive, expected_classes: int | None = NUM_CLASSES) -> Layout:
-    """Check the official layout and list every image with its label.
-
-    Raises UserError on: a class count different from `expected_classes`, duplicate wnids, a
-    listed class without train images, a train class folder not listed in wnids.txt, a val
-    annotation for an unknown class or a missing image.
-    """
-    names = set(source.names)
-    wnids = source.read("wnids.txt").decode().split()
-    if not wnids:
-        raise UserError(f"{source.description}: wnids.txt is empty")
-    if len(set(wnids)) != len(wnids):
-        raise UserError(f"{source.description}: wnids.txt lists a class twice")
-    if expected_classes is not None and len(wnids) != expected_classes:
-        raise UserError(
-            f"{source.description}: wnids.txt lists {len(wnids)} classes, expected {expected_classes}"
-        )
-    index = {w: i for i, w in enumerate(wnids)}
-    layout = Layout(wnids=wnids, class_names=_class_names(source, names, wnids))
-
-    train: dict[str, list[str]] = {}
-    for name in names:
-        parts = name.split("/")
-        if parts[0] == "train" and len(parts) >= 3:
-            train.setdefault(parts[1], [])
-            if len(parts) == 4 and parts[2] == "images" and _is_image(name):
-                train[parts[1]].append(name)
-    unknown = sorted(set(train) - set(index))
-    if unknown:
-        raise UserError(
-            f"{source.description}: train/{unknown[0]} is not listed in wnids.txt "
-            f"({len(unknown)} such class folder(s))"
-        )
-    missing = [w for w in wnids if not train.get(w)]
-    if missing:
-        raise UserError(
-            f"{source.description}: no images in train/{missing[0]}/images "
-            f"({len(missing)} of the {len(wnids)} classes in wnids.txt have none)"
-        )
-    layout.files["train"] = [n for w in wnids for n in sorted(train[w], key=natural_key)]
-    layout.labels["train"] = [index[w] for w in wnids for _ in train[w]]
-
-    val = _read_val(source, names, index)
-    layout.files["val"] = [n for n, _ in val]
-    layout.labels["val"] = [label for _, label in val]
-
-    test = sorted(
-        (n for n in names if n.startswith("test/images/") and _is_image(n)), key=natural_key
-    )
-    layout.files["test"] = test
-    layout.labels["test"] = [-1] * len(test)
-    return layout
-
-
-def _class_names(source: Archive, names: set[str], wnids: list[str]) -> list[str]:
-    """Human-readable names from words.txt (the wnid itself where it has none)."""
-    words: dict[str, str] = {}
-    if "words.txt" in names:
-        for line in source.read("words.txt").decode().splitlines():
-            wnid, _, text = line.partition("\t")
-            if wnid and text:
-                words[wnid.strip()] = text.strip()
-    else:
-        print("warning: no words.txt; class names are the wnids", file=sys.stderr)
-    return [words.get(w, w) for w in wnids]
-
-
-def _read_val(source: Archive, names: set[str], index: dict[str, int]) -> list[tuple[str, int]]:
-    if "val/val_annotations.txt" not in names:
-        raise UserError(f"{source.description}: val/val_annotations.txt is missing")
-    rows: dict[str, int] = {}
-    text = source.read("val/val_annotations.txt").decode()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) < 2:
-            raise UserError(f"val/val_annotations.txt line {lineno}: expected 'file<TAB>wnid ...'")
-        file, wnid = fields[0].strip(), fields[1].strip()
-        if "/" in file or "\\" in file or file in ("", ".", ".."):
-            raise UserError(f"val/val_annotations.txt line {lineno}: bad file name {file!r}")
-        if wnid not in index:
-            raise UserError(
-                f"val/val_annotations.txt line {lineno}: class {wnid} is not in wnids.txt"
-            )
-        if file in rows:
-            raise UserError(f"val/val_annotations.txt lists {file} twice")
-        rows[file] = index[wnid]
-    missing = [f for f in rows if f"val/images/{f}" not in names]
-    if missing:
-        raise UserError(
-            f"{source.description}: val/val_annotations.txt lists {missing[0]} but "
-            f"val/images/{missing[0]} is missing ({len(missing)} missing in all)"
-        )
-    return [(f"val/images/{f}", rows[f]) for f in sorted(rows, key=natural_key)]
+IMAGE_SIZE = 64
+MANIFEST = "manifest.json"
+FORMAT = "maxvit-tiny-imagenet/1"
+_CHUNK = 512  # images per decode task
+_ROW_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3 + 8  # an image and its label
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,15 +115,23 @@ def _decode_split(
 
 
 def _create_array(path: Path, count: int) -> np.ndarray:
-    """A zero-filled uint8 (count, 64, 64, 3) .npy file, memory-mapped for writing."""
+    """A zero-filled uint8 (count, 64, 64, 3) .npy file, memory-mapped for writing, its space
+    reserved on disk (a full disk is a `WriteError` here, not a SIGBUS when a row is written)."""
     shape = (count, IMAGE_SIZE, IMAGE_SIZE, 3)
-    if count == 0:  # an empty file cannot be memory-mapped
-        np.save(path, np.zeros(shape, dtype=np.uint8))
-        return np.zeros(shape, dtype=np.uint8)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    with writing(path, count * IMAGE_SIZE * IMAGE_SIZE * 3):
+        if count == 0:  # an empty file cannot be memory-mapped
+            np.save(path, np.zeros(shape, dtype=np.uint8))
+            return np.zeros(shape, dtype=np.uint8)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            reserve(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        return array
 
 
-def _write_split(
+def _write_arrays(
     source: Archive,
     folder: Path,
     split: str,
@@ -377,16 +169,20 @@ def _write_split(
         del compact
         os.replace(compact_path, images_path)
     del array
-    np.save(folder / f"{split}_labels.npy", np.asarray(labels, dtype=np.int64)[keep])
-    (folder / f"{split}_files.txt").write_text(
-        "".join(f"{n}\n" for n, k in zip(names, keep, strict=True) if k)
-    )
+    with writing(folder / f"{split}_labels.npy"):
+        np.save(folder / f"{split}_labels.npy", np.asarray(labels, dtype=np.int64)[keep])
+    _write_lines(folder / f"{split}_files.txt", [n for n, k in zip(names, keep, strict=True) if k])
     return {
         "count": int(keep.sum()),
         "labelled": split != "test",
         "skipped": [{"name": names[row], "error": err} for row, err in failed],
         "resized": [names[row] for row in resized],
     }
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    with writing(path):
+        path.write_text("".join(f"{line}\n" for line in lines))
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -413,13 +209,34 @@ def prepare(
 ) -> Path:
     """Validate the official archive/folder `source` and write the prepared form to `out`.
 
-    `expected_classes` is the class count wnids.txt must list (None: any). `workers` decode
-    threads (default: the CPU count, at most 8; one on machines with two CPUs or fewer).
-    Returns `out`. Raises UserError on invalid input, leaving `out` untouched.
+    `expected_classes` is the class count wnids.txt must list (None: any). `skip_bad` leaves
+    undecodable images out (each named, and listed in the manifest) instead of failing.
+    `workers` decode threads (default: the CPU count, at most 8; one on machines with two CPUs
+    or fewer). Returns `out`. Raises UserError on invalid input, a full disk or another process
+    preparing `out`, leaving `out` untouched; SIGINT and SIGTERM raise `Interrupted`, after the
+    unfinished folder is removed.
     """
+    out = Path(out).expanduser().absolute()
+    with folder_lock(out):
+        return _prepare(
+            source, out, expected_classes, skip_bad=skip_bad, force=force, workers=workers,
+            quiet=quiet,
+        )  # fmt: skip
+
+
+def _prepare(
+    source: str | Path,
+    out: Path,
+    expected_classes: int | None,
+    *,
+    skip_bad: bool,
+    force: bool,
+    workers: int | None,
+    quiet: bool,
+) -> Path:
+    """`prepare`, with `out` locked by the caller."""
     from tqdm import tqdm
 
-    out = Path(out).expanduser().absolute()
     _check_destination(out, force)
     src = open_archive(source)
     layout = read_layout(src, expected_classes)
@@ -427,10 +244,14 @@ def prepare(
         cpus = os.cpu_count() or 1
         workers = 1 if cpus <= 2 else min(cpus, 8)
     total = sum(len(v) for v in layout.files.values())
-    with staging_dir(out, replace=force) as tmp:
+    check_space(out, total * _ROW_BYTES)  # before the decoding, not after
+    with (
+        signals_interrupt(f"preparing {out}; the unfinished copy was removed"),
+        staging_dir(out, replace=force) as tmp,
+    ):
         with tqdm(total=total, unit="img", desc="decode", disable=quiet or None) as bar:
             splits = {
-                split: _write_split(
+                split: _write_arrays(
                     src,
                     tmp,
                     split,
@@ -442,8 +263,8 @@ def prepare(
                 )
                 for split in SPLITS
             }
-        (tmp / "wnids.txt").write_text("".join(f"{w}\n" for w in layout.wnids))
-        (tmp / "class_names.txt").write_text("".join(f"{n}\n" for n in layout.class_names))
+        _write_lines(tmp / "wnids.txt", layout.wnids)
+        _write_lines(tmp / "class_names.txt", layout.class_names)
         files = {
             p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(tmp.iterdir())
@@ -469,19 +290,15 @@ def _report(out: Path, splits: dict[str, dict], classes: int) -> None:
     resized = sum(len(s["resized"]) for s in splits.values())
     if resized:
         print(f"{resized} image(s) were not 64x64 and were resized (bicubic)", file=sys.stderr)
-    skipped = [r for s in splits.values() for r in s["skipped"]]
-    if skipped:
-        print(
-            f"skipped {len(skipped)} corrupt image(s), e.g. {skipped[0]['name']} (listed in {MANIFEST})",
-            file=sys.stderr,
-        )
+    for record in (r for s in splits.values() for r in s["skipped"]):
+        print(f"skipped {record['name']}: {record['error']}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
 # Checking a prepared folder
 
 
-def read_manifest(folder: str | Path) -> dict:
+def read_prepared_manifest(folder: str | Path) -> dict:
     """Load the manifest of a prepared folder, checking that its files exist with their sizes.
 
     This is the cheap check (no hashing) used before every use of the folder.
@@ -505,9 +322,15 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def skipped_images(folder: str | Path, split: str) -> list[tuple[str, str]]:
+    """(name, error) of each image of `split` that preparing `folder` left out (undecodable)."""
+    manifest = read_prepared_manifest(folder)
+    return [(r["name"], r["error"]) for r in manifest["splits"][split]["skipped"]]
+
+
 def is_prepared(folder: str | Path) -> bool:
     try:
-        read_manifest(folder)
+        read_prepared_manifest(folder)
     except UserError:
         return False
     return True
@@ -519,7 +342,7 @@ def verify(folder: str | Path) -> dict:
     Returns the manifest; raises UserError naming the first problem.
     """
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = read_prepared_manifest(folder)
     for name, record in manifest["files"].items():
         if sha256_file(folder / name) != record["sha256"]:
             raise UserError(f"{folder}: checksum mismatch for {name}; prepare the data set again")
@@ -585,21 +408,25 @@ def ensure_prepared(data: str | Path) -> Path:
     """A prepared folder for `data`: a prepared folder, the official zip or an unpacked copy.
 
     A prepared folder is returned as it is (after the cheap manifest check). An archive or
-    official folder is prepared on first use (see :func:`prepared_location`) and reused after.
+    official folder is prepared on first use (see :func:`prepared_location`) and reused after;
+    a process that finds another one preparing it waits for that one and uses its result.
+    Undecodable images are left out and named (the loaders hold them to the run's bad-sample
+    policy, `maxvit.data.bad`).
     """
     path = Path(data).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist; {HINT}")
     if path.is_dir() and (path / MANIFEST).exists():
-        read_manifest(path)
+        read_prepared_manifest(path)
         return path
     target = prepared_location(path)
     if is_prepared(target):
         return target
-    print(f"preparing {path} into {target} (first use)", file=sys.stderr)
-    try:
-        return prepare(path, target, force=target.exists())
-    except UserError:
-        if is_prepared(target):  # another process (e.g. another rank) finished it first
+    with folder_lock(target, wait=True):
+        if is_prepared(target):  # prepared by the process we waited for
             return target
-        raise
+        print(f"preparing {path} into {target} (first use)", file=sys.stderr)
+        return _prepare(
+            path, target, NUM_CLASSES, skip_bad=True, force=target.exists(), workers=None,
+            quiet=False,
+        )  # fmt: skip

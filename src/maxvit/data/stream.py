@@ -4,14 +4,15 @@ Training (`ShardTrainLoader`), per epoch, as a pure function of (seed, epoch):
 
 1. The shards are permuted and dealt to the ranks: rank r reads shards ``r::world_size``.
 2. A rank's shards are dealt to its W loader workers ("roles" ``q::W``). Each role streams its
-   shards through webdataset's tar reader and a seeded shuffle buffer (`SHUFFLE_BUFFER`
-   samples), cuts the stream into chunks of one batch, and decodes each chunk straight into its
-   crops (`TrainTransform.encoded`), with a generator seeded by (seed, epoch, rank, role, chunk).
+   shards through webdataset's tar reader and a seeded shuffle buffer (`shuffle_size`: about
+   `SHUFFLE_BYTES` of encoded images, at least `SHUFFLE_MIN` samples), cuts the stream into chunks of one batch, and decodes each chunk straight into its
+   crops (`maxvit.data.crop.TrainTransform.encoded`), with a generator seeded by
+   (seed, epoch, rank, role, chunk).
 3. The main process takes the chunks in the DataLoader's round-robin order (chunk i from role
    i mod W) and cuts them into batches of exactly `batch_size`.
 
 Every rank stops after the same number of batches: the smallest rank's sample count divided by
-the batch (the counts come from the manifest). So every sample is read at most once per epoch;
+the batch (the shards' sample counts, :mod:`maxvit.data.shard_index`). So every sample is read at most once per epoch;
 what a rank holds beyond that (at most one shard's worth when the shards do not divide evenly
 among the ranks, plus less than a batch) waits for a later epoch, where the permutation differs.
 
@@ -20,7 +21,7 @@ came before: each role skips its first chunks undecoded, the worker-to-role assi
 rotated so that the round-robin continues where it stopped, and the first chunk is cut at the
 right sample. That is exact (bit for bit on the CPU) when the world size and worker count are
 those of the interrupted run, no undecodable sample came before the checkpoint in that epoch,
-and the shards hold the counts their manifest gives. Otherwise the rest of that epoch follows
+and the shards hold the counts they were opened with. Otherwise the rest of that epoch follows
 the new setting's order from the same sample count: some of its samples may be trained on
 twice and others not at all; later epochs are complete again (docs/data.md).
 
@@ -38,21 +39,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from maxvit.data.augment_config import AugmentConfig
 from maxvit.data.bad import BadSamples
+from maxvit.data.crop import Box, TrainTransform, decode_batch, decode_crop, eval_box
 from maxvit.data.sharding import Sharding
-from maxvit.data.shards import ShardSplit, decode_sample, sample_name, samples
-from maxvit.data.transforms import (
-    AugmentConfig,
-    TrainTransform,
-    decode_crop,
-    eval_box,
-    one_thread,
-    stack_images,
-)
+from maxvit.data.shards import ShardSplit, decode_sample, sample_name
 from maxvit.errors import UserError
 
-SHUFFLE_BUFFER = 2000  # samples per worker (about 220 MB of ImageNet JPEGs)
+SHUFFLE_BYTES = 256 * 2**20  # a worker's shuffle buffer holds about this much encoded data
+SHUFFLE_MIN = 2000  # samples, whatever their size (and where it is unknown)
 _EMPTY_LABELS = torch.empty(0, dtype=torch.int64)
+
+
+def shuffle_size(split: ShardSplit) -> int:
+    """Samples in a worker's shuffle buffer: about `SHUFFLE_BYTES` of them (2,300 ImageNet
+    JPEGs; all of Tiny ImageNet, whose row groups or shards may each hold few classes)."""
+    if split.sample_bytes is None:
+        return SHUFFLE_MIN
+    return max(SHUFFLE_MIN, SHUFFLE_BYTES // max(split.sample_bytes, 1))
 
 
 def _deal(n: int, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
@@ -97,19 +101,20 @@ class _TrainStream(IterableDataset):
         skip = (self.start + worker) // roles  # this role's chunks already trained on
         errors: list[tuple[str, str]] = []
         stream = itertools.chain.from_iterable(
-            samples(self.split.urls[i], errors) for i in self.role_shards(role, roles)
+            self.split.read(self.split.urls[i], errors) for i in self.role_shards(role, roles)
         )
         import webdataset
 
         s = self.sharding
         state = np.random.SeedSequence([s.seed, self.epoch, s.rank, role]).generate_state(1)
-        shuffle = webdataset.shuffle(SHUFFLE_BUFFER, SHUFFLE_BUFFER, seed=int(state[0]))
+        size = shuffle_size(self.split)
+        shuffle = webdataset.shuffle(size, size, seed=int(state[0]))
         yielded = 0
         for index, chunk in enumerate(_chunks(shuffle(stream), s.batch_size)):
             if index < skip:
                 continue
             rng = np.random.default_rng([s.seed, self.epoch, s.rank, role, index])
-            yield _decode_chunk(chunk, self.num_classes, self.transform, rng, errors)
+            yield _train_chunk(chunk, self.num_classes, self.transform, rng, errors)
             yielded += 1
         while yielded < self.items - self.start // roles:  # the same count from every worker
             yield torch.empty((0, 3, 1, 1), dtype=torch.uint8), _EMPTY_LABELS, list(errors)
@@ -122,7 +127,7 @@ def _chunks(stream: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield chunk
 
 
-def _decode_chunk(
+def _train_chunk(
     chunk: list[dict[str, Any]],
     num_classes: int,
     transform: TrainTransform,
@@ -130,27 +135,44 @@ def _decode_chunk(
     errors: list[tuple[str, str]],
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Decode a chunk of raw samples into (uint8 images, labels, failures incl. shard errors)."""
-    sources, labels, names, failed = [], [], [], list(errors)
+    names = [sample_name(sample) for sample in chunk]
+    images, kept, failed = transform.encoded(
+        lambda i: decode_sample(chunk[i], num_classes)[1], names, rng
+    )
+    labels = [decode_sample(chunk[i], num_classes)[2] for i in kept]
+    failed = [*errors, *failed]
     errors.clear()
-    for sample in chunk:
-        try:
-            image, label = decode_sample(sample, num_classes)
-        except ValueError as exc:
-            failed.append((sample_name(sample), str(exc)))
-            continue
-        sources.append(image)
-        labels.append(label)
-        names.append(sample_name(sample))
-    images, kept, bad = transform.encoded(sources, rng, names)
-    return images, torch.tensor(labels, dtype=torch.int64)[kept], failed + bad
+    return images, torch.tensor(labels, dtype=torch.int64), failed
+
+
+def _eval_chunk(
+    chunk: list[dict[str, Any]],
+    num_classes: int,
+    size: int,
+    box: Box,
+    errors: list[tuple[str, str]],
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Decode a chunk of raw samples into the evaluation region at `size`: (images, labels,
+    failures incl. shard errors)."""
+    names = [sample_name(sample) for sample in chunk]
+
+    def decode(i: int) -> torch.Tensor:
+        return decode_crop(decode_sample(chunk[i], num_classes)[1], names[i], size, box)
+
+    images, kept, failed = decode_batch(names, decode, size)
+    labels = [decode_sample(chunk[i], num_classes)[2] for i in kept]
+    failed = [*errors, *failed]
+    errors.clear()
+    return images, torch.tensor(labels, dtype=torch.int64), failed
 
 
 class ShardTrainLoader:
-    """Training batches of one rank from shards; the interface of `loader.TrainLoader`.
+    """Training batches of one rank from shards; the interface of `plan_loader.TrainLoader`.
 
     Yields ``(images uint8 (B,3,S,S), labels int64 (B,), kind int64 (B,))``; ``len(loader)``,
     ``set_epoch(e)`` and ``iter_from(k)`` as there. The seed pipeline's pass kinds are drawn
-    per batch (one pass per epoch over the shards).
+    per batch (one pass per epoch over the shards). `split` must have its counts
+    (`ShardSource.train_loader` counts the shards where nothing gave them).
     """
 
     def __init__(
@@ -161,12 +183,6 @@ class ShardTrainLoader:
         transform: TrainTransform,
         sharding: Sharding,
     ) -> None:
-        if split.counts is None:
-            raise UserError(
-                "training from shards needs the sample count of every shard, which the "
-                "manifest.json written by `maxvit data shard` gives; re-shard these with "
-                "`maxvit data shard SRC --out DIR` (any shards are a valid SRC)"
-            )
         if len(split.urls) < sharding.world_size:
             raise UserError(
                 f"{len(split.urls)} train shards cannot feed {sharding.world_size} ranks; write "
@@ -179,7 +195,7 @@ class ShardTrainLoader:
         self.image_size: int = transform.out_size
         self.epoch = 0
         self._stream = _TrainStream(split, num_classes, transform, sharding)
-        self._bad = BadSamples("train", None, sharding.rank, sharding.world_size)
+        self.bad = BadSamples("train", None, sharding.rank, sharding.world_size)
         if len(self) < 1:
             raise UserError(
                 "the smallest rank's share of the train shards is below one batch of "
@@ -238,8 +254,7 @@ class ShardTrainLoader:
         stream = self._stream
         stream.epoch, stream.rotation, stream.start = self.epoch, start % roles, start
         stream.items = len(sizes) // roles
-        self._bad.expected = self._rank_count(self.sharding.rank)
-        self._bad.new_epoch()
+        self.bad.new_epoch(self._rank_count(self.sharding.rank))
         return self._batches(start_batch, total, offset)
 
     def _batches(self, first: int, total: int, offset: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -254,7 +269,7 @@ class ShardTrainLoader:
         have = 0
         number = first
         last: tuple[torch.Tensor, torch.Tensor] | None = None
-        chunks = iter(loader)
+        chunks = self.bad.count(loader)
         while number < total:
             chunk = next(chunks, None)
             if chunk is None:  # samples lost to errors: repeat from the last batch to keep step
@@ -263,8 +278,7 @@ class ShardTrainLoader:
                 pending.append(last)
                 have += len(last[1])
             else:
-                images, labels, failed = chunk
-                self._bad.add(len(labels) + len(failed), failed)
+                images, labels = chunk
                 if offset:
                     images, labels, offset = images[offset:], labels[offset:], 0
                 if len(labels):
@@ -288,7 +302,7 @@ class ShardTrainLoader:
 
     def bad_report(self) -> str | None:
         """A line counting the undecodable samples skipped this epoch, or None."""
-        return self._bad.report()
+        return self.bad.report()
 
 
 def _take(
@@ -333,32 +347,13 @@ class _EvalStream(IterableDataset):
         s = self.sharding
         urls = self.split.urls[s.rank :: s.world_size][worker::workers]
         errors: list[tuple[str, str]] = []
-        stream = itertools.chain.from_iterable(samples(u, errors) for u in urls)
+        stream = itertools.chain.from_iterable(self.split.read(u, errors) for u in urls)
         box = eval_box(self.crop, self.img_size)
         for chunk in _chunks(stream, s.batch_size):
-            arrays, labels, failed = [], [], list(errors)
-            errors.clear()
-            for sample in chunk:
-                name = sample_name(sample)
-                try:
-                    image, label = decode_sample(sample, self.num_classes)
-                    with one_thread():
-                        arrays.append(decode_crop(image, name, self.img_size, box))
-                except (ValueError, UserError) as exc:
-                    failed.append((name, str(exc)))
-                    continue
-                labels.append(label)
-            yield (
-                stack_images(arrays, self.img_size),
-                torch.tensor(labels, dtype=torch.int64),
-                failed,
-            )
+            yield _eval_chunk(chunk, self.num_classes, self.img_size, box, errors)
         if errors:
-            yield (
-                torch.empty((0, 3, self.img_size, self.img_size), dtype=torch.uint8),
-                _EMPTY_LABELS,
-                errors,
-            )
+            empty = torch.empty((0, 3, self.img_size, self.img_size), dtype=torch.uint8)
+            yield empty, _EMPTY_LABELS, errors
 
 
 def shard_eval_batches(

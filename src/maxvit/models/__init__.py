@@ -10,9 +10,9 @@ from typing import Any
 
 _EXPORTS = {
     "MaxVit": "maxvit.models.model",
-    "MaxVitConfig": "maxvit.models.model",
+    "MaxVitConfig": "maxvit.models.config",
     "VARIANTS": "maxvit.models.variants",
-    "create_model": "maxvit.models.variants",
+    "create_model": "maxvit.models.factory",
     "default_img_size": "maxvit.models.variants",
     "fuse_for_inference": "maxvit.models.fuse",
     "list_models": "maxvit.models.variants",

@@ -44,6 +44,11 @@ class Baseline:
     default_img_size: int
     # One line for `maxvit models list` and the docs.
     description: str
+    # timm's pretrained_cfg names: the classifier and first conv modules
+    classifier: str
+    first_conv: str
+    # input side / last map side (None: the features are a token sequence, as ViT's)
+    reduction: int | None
 
 
 def _vit_patch(img_size: int) -> int:
@@ -111,26 +116,38 @@ def _coatnet_nano(num_classes: int, img_size: int, **overrides: Any) -> nn.Modul
     return MaxxVit(cfg, img_size=img_size, num_classes=num_classes, **_timm_kwargs(overrides))
 
 
+_VIT = dict(classifier="head", first_conv="patch_embed.proj", reduction=None)
+_COATNET = dict(classifier="head.fc", first_conv="stem.conv1", reduction=32)
+
 BASELINES: dict[str, Baseline] = {
     "vit_base_16": Baseline(
         _timm_vit("vit_base_patch16_224"),
         224,
         "ViT-B/16 (timm): 12 blocks, width 768, 12 heads; patch 8 below 128 px",
+        **_VIT,
     ),
     "vit_small_16": Baseline(
         _timm_vit("vit_small_patch16_224"),
         224,
         "ViT-S/16 (timm): 12 blocks, width 384, 6 heads; patch 8 below 128 px",
+        **_VIT,
     ),
     "coatnet_0": Baseline(
-        _coatnet_0, 224, "CoAtNet-0 (timm coatnet_0_224, paper config): C-C-T-T, 96-768 wide"
+        _coatnet_0,
+        224,
+        "CoAtNet-0 (timm coatnet_0_224, paper config): C-C-T-T, 96-768 wide",
+        **_COATNET,
     ),
     "vit_nano": Baseline(
-        _vit_nano, 64, "CPU-sized ViT (timm): 12 blocks, width 128, 4 heads; maxvit_nano's params"
+        _vit_nano,
+        64,
+        "CPU-sized ViT (timm): 12 blocks, width 128, 4 heads; maxvit_nano's params",
+        **_VIT,
     ),
     "coatnet_nano": Baseline(
         _coatnet_nano,
         64,
         "CPU-sized CoAtNet (timm MaxxVit): CoAtNet-0 at 1/3 width (32-256); maxvit_nano's params",
+        **_COATNET,
     ),
 }

@@ -9,63 +9,100 @@ import torch
 from torch import nn
 
 from maxvit.errors import UserError
+from maxvit.models.variants import VARIANTS
 
-# timm key pattern -> our key pattern, applied in order (first match wins).
-_TIMM_RULES: list[tuple[str, str]] = [
-    (r"^stem\.conv1\.", "stem.conv1.conv."),
-    (r"^stem\.norm1\.", "stem.conv1.norm."),
-    (r"^stem\.conv2\.", "stem.conv2.conv."),
-    (
-        r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.shortcut\.expand\.",
-        r"stages.\1.\2.mbconv.shortcut.conv.",
-    ),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.pre_norm\.", r"stages.\1.\2.mbconv.pre_norm."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.conv1_1x1\.", r"stages.\1.\2.mbconv.expand.conv."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.norm1\.", r"stages.\1.\2.mbconv.expand.norm."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.conv2_kxk\.", r"stages.\1.\2.mbconv.depthwise.conv."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.norm2\.", r"stages.\1.\2.mbconv.depthwise.norm."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.se\.fc1\.", r"stages.\1.\2.mbconv.se.reduce."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.se\.fc2\.", r"stages.\1.\2.mbconv.se.expand."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.conv\.conv3_1x1\.", r"stages.\1.\2.mbconv.project.conv."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.attn_block\.", r"stages.\1.\2.block_attn."),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.attn_grid\.", r"stages.\1.\2.grid_attn."),
-    (r"^head\.norm\.", "head_norm."),
-    (r"^head\.pre_logits\.fc\.", "pre_logits.fc."),
-    (r"^head\.fc\.", "head."),
+# timm key prefix <-> our key prefix, in both directions ({s}: stage, {b}: block; first match
+# wins). Relative-position tables are renamed by suffix; SE weights are 1x1 convs in timm and
+# Linear layers here.
+_KEY_MAP: list[tuple[str, str]] = [
+    ("stem.conv1.", "stem.conv1.conv."),
+    ("stem.norm1.", "stem.conv1.norm."),
+    ("stem.conv2.", "stem.conv2.conv."),
+    ("stages.{s}.blocks.{b}.conv.shortcut.expand.", "stages.{s}.{b}.mbconv.shortcut.conv."),
+    ("stages.{s}.blocks.{b}.conv.pre_norm.", "stages.{s}.{b}.mbconv.pre_norm."),
+    ("stages.{s}.blocks.{b}.conv.conv1_1x1.", "stages.{s}.{b}.mbconv.expand.conv."),
+    ("stages.{s}.blocks.{b}.conv.norm1.", "stages.{s}.{b}.mbconv.expand.norm."),
+    ("stages.{s}.blocks.{b}.conv.conv2_kxk.", "stages.{s}.{b}.mbconv.depthwise.conv."),
+    ("stages.{s}.blocks.{b}.conv.norm2.", "stages.{s}.{b}.mbconv.depthwise.norm."),
+    ("stages.{s}.blocks.{b}.conv.se.fc1.", "stages.{s}.{b}.mbconv.se.reduce."),
+    ("stages.{s}.blocks.{b}.conv.se.fc2.", "stages.{s}.{b}.mbconv.se.expand."),
+    ("stages.{s}.blocks.{b}.conv.conv3_1x1.", "stages.{s}.{b}.mbconv.project.conv."),
+    ("stages.{s}.blocks.{b}.attn_block.", "stages.{s}.{b}.block_attn."),
+    ("stages.{s}.blocks.{b}.attn_grid.", "stages.{s}.{b}.grid_attn."),
+    ("head.norm.", "head_norm."),
+    ("head.pre_logits.fc.", "pre_logits.fc."),
+    ("head.fc.", "head."),
 ]
-_SUFFIX_RULES = [(r"\.rel_pos\.relative_position_bias_table$", ".rel_pos.table")]
+_SUFFIX_MAP = [(".rel_pos.relative_position_bias_table", ".rel_pos.table")]
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template).replace(r"\{s\}", r"(?P<s>\d+)").replace(r"\{b\}", r"(?P<b>\d+)")
+    return re.compile("^" + pattern)
+
+
+# (regex of one side, template of the other) per direction
+_TO_OURS = [(_template_regex(t), o) for t, o in _KEY_MAP]
+_TO_TIMM = [(_template_regex(o), t) for t, o in _KEY_MAP]
+
+
+def _rename(
+    state_dict: dict[str, torch.Tensor], rules: list[tuple[re.Pattern[str], str]], to_ours: bool
+) -> dict[str, torch.Tensor]:
+    """Rename every key by the first rule that matches; UserError if one matches none."""
+    out: dict[str, torch.Tensor] = {}
+    unmapped = []
+    for key, value in state_dict.items():
+        match = next(((m, t) for r, t in rules if (m := r.match(key))), None)
+        if match is None:
+            unmapped.append(key)
+            continue
+        m, template = match
+        new = template.format(**m.groupdict()) + key[m.end() :]
+        for theirs, ours in _SUFFIX_MAP:
+            old, repl = (theirs, ours) if to_ours else (ours, theirs)
+            if new.endswith(old):
+                new = new[: -len(old)] + repl
+        if ".se." in new and value.ndim == (4 if to_ours else 2):
+            # (out, in, 1, 1) conv <-> (out, in) linear
+            value = value.flatten(1) if to_ours else value[:, :, None, None]
+        out[new] = value
+    if unmapped:
+        side = "timm" if to_ours else "maxvit"
+        raise UserError(f"{len(unmapped)} {side} key(s) have no mapping, e.g. {unmapped[:3]}")
+    return out
+
+
+def timm_twin(name: str) -> str:
+    """timm's model of the same design as our variant `name` (weights convert both ways)."""
+    twin = VARIANTS[name].timm_name if name in VARIANTS else None
+    if twin is None:
+        paper = [n for n, v in VARIANTS.items() if v.timm_name]
+        raise UserError(
+            f"timm weights exist for the paper variants only ({', '.join(paper)}), not {name!r}"
+        )
+    return twin
 
 
 def from_timm(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """Map a timm ``maxvit_{tiny,small,base,large}_tf_*`` state dict onto our `name` variant.
 
-    SE weights are 1x1 convs in timm and Linear layers here (reshaped); BatchNorm's
-    ``num_batches_tracked`` is kept. Raises UserError on a key that has no mapping.
+    BatchNorm's ``num_batches_tracked`` is kept. Raises UserError for a variant without a timm
+    twin and for a key that has no mapping.
     """
-    if not name.startswith("maxvit_") or name in ("maxvit_seed", "maxvit_nano"):
-        raise UserError(f"timm weights exist for the paper variants only, not {name!r}")
-    out: dict[str, torch.Tensor] = {}
-    unmapped = []
-    for key, value in state_dict.items():
-        new = None
-        for pattern, repl in _TIMM_RULES:
-            if re.match(pattern, key):
-                new = re.sub(pattern, repl, key)
-                break
-        if new is None:
-            unmapped.append(key)
-            continue
-        for pattern, repl in _SUFFIX_RULES:
-            new = re.sub(pattern, repl, new)
-        if ".se." in new and value.ndim == 4:
-            value = value.flatten(1)  # (out, in, 1, 1) conv -> (out, in) linear
-        out[new] = value
-    if unmapped:
-        raise UserError(f"{len(unmapped)} timm key(s) have no mapping, e.g. {unmapped[:3]}")
-    return out
+    timm_twin(name)
+    return _rename(state_dict, _TO_OURS, to_ours=True)
+
+
+def to_timm(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The inverse of `from_timm`: our `name` variant's state dict as timm's `timm_twin(name)`
+    (e.g. ``maxvit_tiny_tf_224``) holds it."""
+    timm_twin(name)
+    return _rename(state_dict, _TO_TIMM, to_ours=False)
 
 
 HUB_PREFIX = "hf-hub:"  # hf-hub:ORG/NAME: the model.safetensors of a Hugging Face Hub repo
+HUB_TIMEOUT_S = 10  # the Hub's first answer: a longer wait means it cannot be reached
 
 
 def resolve_weights(spec: str | Path) -> Path:
@@ -79,14 +116,21 @@ def resolve_weights(spec: str | Path) -> Path:
         return path
     repo = text[len(HUB_PREFIX) :]
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+        from huggingface_hub.errors import LocalEntryNotFoundError
 
+        try:  # in the cache: no network needed
+            return Path(hf_hub_download(repo, "model.safetensors", local_files_only=True))
+        except LocalEntryNotFoundError:
+            pass
+        # one request without retries, so that no network fails at once, not after ~30 s of them
+        get_hf_file_metadata(hf_hub_url(repo, "model.safetensors"), timeout=HUB_TIMEOUT_S)
         return Path(hf_hub_download(repo, "model.safetensors"))
     except Exception as exc:  # offline, unknown repo, no such file: all mean "not available"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"cannot download {text} ({first}); download model.safetensors of {repo} where "
-            "there is a network and pass its path"
+            "there is a network and pass its path (--set pretrained=PATH)"
         ) from None
 
 
@@ -118,42 +162,62 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_pretrained(model: nn.Module, name: str, path: str | Path) -> str:
-    """Load a timm-format or maxvit-format checkpoint into `model` (built as `name`).
+def our_keys(state_dict: dict[str, torch.Tensor], name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """(`state_dict` in our model's keys, its format: "timm" or "maxvit"). timm-format files are
+    converted for the MaxViT variants (timm's ``maxvit_*_tf_*`` keys); the baselines are timm
+    models, for which both formats are the same."""
+    if name in VARIANTS and any(k.startswith("stages.0.blocks.") for k in state_dict):
+        return from_timm(state_dict, name), "timm"
+    return state_dict, "maxvit"
 
-    The classifier (``model.get_classifier()``) is left freshly initialised when its shape
-    differs (fine-tuning to another number of classes). Any other mismatch raises UserError
-    listing a few keys. Returns one line saying what was loaded and what was re-initialised.
-    """
-    state = read_state_dict(path)
-    timm_format = any(k.startswith("stages.0.blocks.") or k.startswith("head.fc.") for k in state)
-    if timm_format:
-        state = from_timm(state, name)
+
+def check_fits(
+    state_dict: dict[str, torch.Tensor], model: nn.Module, name: str, source: str | Path
+) -> None:
+    """UserError listing a few keys unless `state_dict` fits `model` (built as `name`),
+    classifier aside (``model.pretrained_cfg["classifier"]``)."""
     own = model.state_dict()
-    classifier = model.get_classifier()
-    head = next(n for n, m in model.named_modules() if m is classifier)
-    head_keys = {f"{head}.{k}" for k in classifier.state_dict()}
-    fresh = sorted(k for k in head_keys if k in state and state[k].shape != own[k].shape)
-    old_classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else None
+    head = f"{model.pretrained_cfg['classifier']}."
+    mine = {k for k in own if not k.startswith(head)}
+    theirs = {k for k in state_dict if not k.startswith(head)}
+    problems = [
+        f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
+        for label, keys in (
+            ("missing", sorted(mine - theirs)),
+            ("unexpected", sorted(theirs - mine)),
+            (
+                "wrong shape",
+                sorted(k for k in mine & theirs if state_dict[k].shape != own[k].shape),
+            ),
+        )
+        if keys
+    ]
+    if problems:
+        raise UserError(f"{source} does not fit {name}: " + "; ".join(problems))
+
+
+def load_pretrained(model: nn.Module, name: str, path: str | Path) -> str:
+    """Load a timm-format or maxvit-format checkpoint (see `our_keys`) into `model`, built as
+    `name` by `create_model` (which names its classifier in ``model.pretrained_cfg``).
+
+    The classifier is left freshly initialised when its shape differs (fine-tuning to another
+    number of classes), and left out for a model without one (``num_classes=0``). Any other
+    mismatch raises UserError (`check_fits`). Returns one line saying what was loaded and what
+    was re-initialised.
+    """
+    state, kind = our_keys(read_state_dict(path), name)
+    own = model.state_dict()
+    head = model.pretrained_cfg["classifier"]
+    head_keys = {k for k in set(state) | set(own) if k.startswith(f"{head}.")}
+    fresh = [k for k in head_keys & set(state) if k not in own or state[k].shape != own[k].shape]
+    old_classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else "?"
     for key in fresh:
         del state[key]
-    missing = sorted(set(own) - set(state) - head_keys)
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", wrong),
-        ):
-            if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        raise UserError(f"{path} does not fit {name}: " + "; ".join(parts))
+    check_fits(state, model, name, path)
     model.load_state_dict(state, strict=False)
-    kind = "timm" if timm_format else "maxvit"
     line = f"pretrained: loaded {len(state)} tensors from {path} ({kind} format)"
-    if fresh or not head_keys & set(state):
-        new_classes = classifier.weight.shape[0]
-        line += f"; classifier re-initialised ({old_classes or '?'} -> {new_classes} classes)"
+    if not model.num_classes:
+        line += f"; no classifier ({old_classes} classes in the file left out)"
+    elif fresh or not head_keys & set(state):
+        line += f"; classifier re-initialised ({old_classes} -> {model.num_classes} classes)"
     return line

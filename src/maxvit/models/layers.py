@@ -1,4 +1,5 @@
-"""Building blocks of MaxViT: partition helpers, relative-position bias, attention, MBConv.
+"""Building blocks of MaxViT: partition helpers, relative-position bias, attention, stochastic
+depth, convolutions (stem, MBConv).
 
 Vocabulary used throughout: a *stage* is a sequence of *blocks*; a block is
 MBConv -> block attention -> grid attention. Convolutions run on NCHW tensors,
@@ -13,8 +14,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import nn
+
+from maxvit.models.config import MaxVitConfig
 
 # ---------------------------------------------------------------------------------------------
 # Partition helpers: pure view/permute functions. Window and grid differ only in factor order:
@@ -114,20 +116,24 @@ class Attention(nn.Module):
         g, n, c = x.shape
         qkv = self.qkv(x).view(g, n, 3, self.num_heads, self.head_dim)  # (G, N, 3, h, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (G, h, N, d)
-        bias = self.rel_pos()  # (h, N, N)
-        use_sdpa = self.impl == "sdpa" or (self.impl == "auto" and x.is_cuda)
-        if use_sdpa:
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale
-            )
-        else:
-            if self.scale != 1.0:
-                q = q * self.scale
-            attn = q @ k.transpose(-2, -1)  # (G, h, N, N)
-            attn += bias  # in place: the product is a fresh tensor that backward does not need
-            x = attn.softmax(dim=-1) @ v  # (G, h, N, d)
+        x = attend(q, k, v, self.rel_pos(), self.scale, self.impl)  # (G, h, N, d)
         x = x.transpose(1, 2).reshape(g, n, c)  # (G, N, h*d)
         return self.proj(x)
+
+
+@torch.fx.wrap  # one opaque call in torch.fx graphs: the path depends on the tensors' device
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float, impl: str
+) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v for (G, h, N, d) q, k, v and an (h, N, N) bias, by SDPA
+    or explicitly (see `Attention`)."""
+    if impl == "sdpa" or (impl == "auto" and q.is_cuda):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+    if scale != 1.0:
+        q = q * scale
+    attn = q @ k.transpose(-2, -1)  # (G, h, N, N)
+    attn += bias  # in place: the product is a fresh tensor that backward does not need
+    return attn.softmax(dim=-1) @ v
 
 
 class PartitionAttention(nn.Module):
@@ -175,6 +181,37 @@ class PartitionAttention(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# Stochastic depth (shared by MBConv and the attention layers)
+# ---------------------------------------------------------------------------------------------
+
+
+# one call in torch.fx graphs: traced as ops, its in-place scaling has no user, and
+# torchvision's feature extractor removes it as dead code
+@torch.fx.wrap
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: in training, zero a sample's whole residual branch with probability p
+    and scale the kept ones by 1 / (1 - p); the identity in eval. Any shape, batch first."""
+    if not training or p == 0:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
+    return x * keep.div_(1 - p)
+
+
+class DropPath(nn.Module):
+    """`drop_path` with probability `p` as a module (the mode is the module's)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Convolutions
 # ---------------------------------------------------------------------------------------------
 
@@ -202,6 +239,12 @@ class _SamePadFn(torch.autograd.Function):
         return grad[:, :, :h, :w], None  # the border was constant: drop its gradient
 
 
+@torch.fx.wrap  # one opaque call in torch.fx graphs, which cannot trace into an autograd.Function
+def same_pad(x: torch.Tensor, extra: int) -> torch.Tensor:
+    """`_SamePadFn`: zero-pad the bottom and right edges of an NCHW map by ``extra``."""
+    return _SamePadFn.apply(x, extra)
+
+
 class SamePad(nn.Module):
     """TF/Keras "same" padding of a k x k stride-2 conv on an even map: k-2 zero rows at the
     bottom and k-2 zero columns on the right. (B, C, H, W) -> (B, C, H+k-2, W+k-2).
@@ -220,7 +263,7 @@ class SamePad(nn.Module):
             # under torch.compile a plain pad, which inductor fuses into its neighbours; the
             # custom autograd function stops inductor's freezing passes (docs/benchmarks.md)
             return F.pad(x, (0, self.extra, 0, self.extra))
-        return _SamePadFn.apply(x, self.extra)
+        return same_pad(x, self.extra)
 
     def extra_repr(self) -> str:
         return f"bottom=right={self.extra}"
@@ -256,6 +299,28 @@ def conv_bn_act(
     return nn.Sequential(OrderedDict(layers))
 
 
+class Stem(nn.Module):
+    """conv 3x3/2 -> (BatchNorm) -> GELU -> conv 3x3 (/2 for a stride-4 stem), with or without
+    biases, as `MaxVitConfig` says (``stem_stride``, ``stem_norm``, ``conv_bias``). NCHW."""
+
+    def __init__(self, cfg: MaxVitConfig) -> None:
+        super().__init__()
+        c = cfg.stem_channels
+        self.conv1 = conv_bn_act(
+            3,
+            c,
+            3,
+            stride=2,
+            bias=cfg.conv_bias,
+            norm=nn.BatchNorm2d(c, eps=cfg.bn_eps) if cfg.stem_norm else None,
+            act=nn.GELU(approximate=cfg.gelu),
+        )
+        self.conv2 = conv_bn_act(c, c, 3, stride=cfg.stem_stride // 2, bias=cfg.conv_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
+
+
 class SqueezeExcite(nn.Module):
     """Channel gating: global average pool -> Linear -> act -> Linear -> sigmoid -> scale."""
 
@@ -274,49 +339,40 @@ class SqueezeExcite(nn.Module):
 class MBConv(nn.Module):
     """Inverted-bottleneck conv: 1x1 expand -> depthwise 3x3 -> SE -> 1x1 project, plus shortcut.
 
-    ``style`` picks one of two recorded designs (NCHW in and out):
-      - "seed" (Keras reproduction): no pre-norm; hidden = expansion * cin; BN after the
-        projection; SE reduces to cin with GELU; the shortcut is always (avg pool 2x2 when
-        downsampling) -> 1x1 conv without bias.
-      - "paper" (official MaxViT / timm ``*_tf``): BN pre-norm; hidden = expansion * cout;
-        projection with bias and no norm; SE reduces to cout/4 with SiLU; the shortcut is
-        identity, or avg pool (-> 1x1 conv with bias if channels change) when downsampling.
-    The forward pass is the same for both.
+    NCHW in and out. The `MaxVitConfig` fields ``pre_norm``, ``expand_output``, ``se_ratio``,
+    ``se_act``, ``project_norm``, ``shortcut`` and ``conv_bias`` pick between the seed's and the
+    paper's versions of each part (see there); the forward pass is the same for all.
     """
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        stride: int,
-        style: str,
-        expansion: int,
-        act_layer: Callable[[], nn.Module],
-        bn_eps: float,
-        drop_path: float,
+        self, cin: int, cout: int, stride: int, cfg: MaxVitConfig, drop_path: float
     ) -> None:
         super().__init__()
-        paper = style == "paper"
-        hidden = expansion * (cout if paper else cin)
+        hidden = cfg.expansion * (cout if cfg.expand_output else cin)
 
         def bn(c: int) -> nn.BatchNorm2d:
-            return nn.BatchNorm2d(c, eps=bn_eps)
+            return nn.BatchNorm2d(c, eps=cfg.bn_eps)
+
+        def gelu() -> nn.GELU:
+            return nn.GELU(approximate=cfg.gelu)  # a new module per use
 
         pool = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()
-        if paper and cin == cout:
+        if cfg.shortcut == "identity" and cin == cout:
             self.shortcut = pool
         else:
             self.shortcut = nn.Sequential(
-                OrderedDict(pool=pool, conv=nn.Conv2d(cin, cout, 1, bias=paper))
+                OrderedDict(pool=pool, conv=nn.Conv2d(cin, cout, 1, bias=cfg.conv_bias))
             )
-        self.pre_norm = bn(cin) if paper else nn.Identity()
-        self.expand = conv_bn_act(cin, hidden, 1, norm=bn(hidden), act=act_layer())
+        self.pre_norm = bn(cin) if cfg.pre_norm else nn.Identity()
+        self.expand = conv_bn_act(cin, hidden, 1, norm=bn(hidden), act=gelu())
         self.depthwise = conv_bn_act(
-            hidden, hidden, 3, stride=stride, groups=hidden, norm=bn(hidden), act=act_layer()
+            hidden, hidden, 3, stride=stride, groups=hidden, norm=bn(hidden), act=gelu()
         )
-        se_act = nn.SiLU() if paper else act_layer()
-        self.se = SqueezeExcite(hidden, cout // 4 if paper else cin, se_act)
-        self.project = conv_bn_act(hidden, cout, 1, bias=paper, norm=None if paper else bn(cout))
+        se_width = int(cfg.se_ratio * (cout if cfg.expand_output else hidden))
+        self.se = SqueezeExcite(hidden, se_width, nn.SiLU() if cfg.se_act == "silu" else gelu())
+        self.project = conv_bn_act(
+            hidden, cout, 1, bias=cfg.conv_bias, norm=bn(cout) if cfg.project_norm else None
+        )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,8 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
         layers.append(("LayerNormalization", model.head_norm))
     if not isinstance(model.pre_logits, nn.Identity):
         layers.append(("Dense", model.pre_logits.fc))
-    layers.append(("Dense", model.head))
+    if not isinstance(model.head, nn.Identity):
+        layers.append(("Dense", model.head))
     return layers
 
 
@@ -72,7 +73,10 @@ def _snake(name: str) -> str:
 
 
 def summarize(model: nn.Module, img_size: int) -> list[Row]:
-    """Run one zero image through `model` and return its layer table (input row first)."""
+    """Run one zero image through `model` and return its layer table (input row first).
+
+    The image is made on the model's device: a model on the meta device gives its table
+    without computing or allocating anything."""
     layers = _layers(model)
     shapes: dict[int, tuple[int, ...]] = {}
     hooks = [
@@ -84,7 +88,8 @@ def summarize(model: nn.Module, img_size: int) -> list[Row]:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, img_size, img_size))
+            device = next(model.parameters()).device
+            model(torch.zeros(1, 3, img_size, img_size, device=device))
     finally:
         model.train(was_training)
         for h in hooks:
@@ -96,8 +101,8 @@ def summarize(model: nn.Module, img_size: int) -> list[Row]:
         base = _snake(kind)
         name = base if base not in seen else f"{base}_{seen[base]}"
         seen[base] = seen.get(base, 0) + 1
-        if module is None:  # global pooling: the head's input width
-            shape: tuple[int, ...] = (model.head.in_features,)
+        if module is None:  # global pooling: the last stage's width
+            shape: tuple[int, ...] = (model.num_features,)
         else:
             shape = tuple(shapes[i][1:]) if i in shapes else ()
             if len(shape) == 3 and kind not in _NHWC:

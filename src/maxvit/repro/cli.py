@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset",
         default="cpu-mini",
-        help="recipe and study plan: cpu-mini, seed, paper or smoke (default cpu-mini)",
+        help="study: cpu-mini, cpu-fit, seed, paper, smoke (MaxViT, ViT, CoAtNet alike); or "
+        "cpu-budget (accuracy per minute: the budgeted recipe at 2, 5, 10, 20 min against "
+        "cpu-mini at 1 and 3 epochs), smoke-budget (default cpu-mini)",
     )
     p.add_argument("--data", help="Tiny ImageNet archive, unpacked or prepared folder")
     p.add_argument("--out", type=Path, help="study folder (default runs/repro-PRESET)")
@@ -47,16 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _repro(args: argparse.Namespace) -> int:
     from maxvit.errors import UserError
+    from maxvit.repro.budget import SWEEPS, run_sweep, write_sweep_report
     from maxvit.repro.report import rebuild_report
     from maxvit.repro.study import run_study
 
     out = args.out or Path(f"runs/repro-{args.preset}")
+    sweep = args.preset in SWEEPS
     if args.report_only:
-        print(rebuild_report(out))
+        print(write_sweep_report(out) if sweep else rebuild_report(out))
         return 0
     if not args.data:
         raise UserError("--data is required (a Tiny ImageNet archive or prepared folder)")
-    print(run_study(args.preset, args.data, out, args.overrides))
+    study = run_sweep if sweep else run_study
+    print(study(args.preset, args.data, out, args.overrides))
     return 0
 
 

@@ -51,7 +51,7 @@ def run_study(
     the same arguments reuses what is done; different arguments on the same `out` are refused.
     """
     from maxvit.data import open_data
-    from maxvit.data.sources import TINY
+    from maxvit.data.tiny_source import TinySource
 
     overrides = list(overrides or [])
     out = Path(out)
@@ -59,7 +59,7 @@ def run_study(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     source = open_data(config.data)
-    if source.kind != TINY:
+    if not isinstance(source, TinySource):
         raise UserError(f"the study runs on Tiny ImageNet; {source.describe()} is not")
     root = Path(source.location)
     config = dataclasses.replace(config, data=str(root.resolve()))
@@ -81,7 +81,7 @@ def _start_study(
     import torch
     import yaml
 
-    from maxvit.data.prepare import read_manifest
+    from maxvit.data.prepare import read_prepared_manifest
     from maxvit.train.config import config_to_yaml
 
     recipe = yaml.safe_load(config_to_yaml(config))
@@ -94,7 +94,7 @@ def _start_study(
                 f"{out} holds a study of another preset or recipe (see {path}); choose another --out"
             )
         return study
-    manifest = read_manifest(root)
+    manifest = read_prepared_manifest(root)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     study = {
         "preset": preset,

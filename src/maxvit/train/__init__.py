@@ -15,7 +15,7 @@ _EXPORTS = {
     "TrainConfig": "maxvit.train.config",
     "load_preset": "maxvit.train.config",
     "apply_overrides": "maxvit.train.config",
-    "list_presets": "maxvit.train.config",
+    "list_presets": "maxvit.train.presets",
     "load_config": "maxvit.train.config",
     "train": "maxvit.train.trainer",
     "evaluate": "maxvit.train.evaluate",
@@ -34,14 +34,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from maxvit.train.config import (
-        TrainConfig,
-        apply_overrides,
-        list_presets,
-        load_config,
-        load_preset,
-    )
+    from maxvit.train.config import TrainConfig, apply_overrides, load_config, load_preset
     from maxvit.train.evaluate import evaluate, evaluate_checkpoint
+    from maxvit.train.presets import list_presets
     from maxvit.train.trainer import train
 
 

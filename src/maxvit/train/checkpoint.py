@@ -10,11 +10,13 @@ A checkpoint ``NAME`` in ``RUN/checkpoints/`` is two files:
   unpickles arbitrary objects.
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed over
-the old one, so a crash or a full disk mid-save leaves the previous checkpoint intact.
+the old one (`maxvit.files.atomic_write`), so a crash or a full disk mid-save leaves the
+previous checkpoint intact, and a failed save is one line naming the file and the space needed.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 from maxvit.errors import UserError
-from maxvit.files import atomic_write
+from maxvit.files import WriteError, atomic_write, disk_full
 
 FORMAT = "maxvit-checkpoint-1"
 
@@ -51,12 +53,82 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
     meta = {"format": FORMAT} | {
         k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()
     }
-    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=meta))
+    need = _tensor_bytes(tensors) + len(json.dumps(meta)) + 4096  # + the header's JSON
+    atomic_write(
+        path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=meta), need
+    )
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write the training state (tensors and primitive containers only) with torch.save."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # closed here on failure, so its space is freed at once
+            try:
+                torch.save(state, f)
+            except RuntimeError:  # torch.save names no cause: "unexpected pos 576 vs 534"
+                if disk_full(tmp):
+                    raise OSError(errno.ENOSPC, "No space left on device") from None
+                raise
+
+    atomic_write(path, write, _tensor_bytes(state) + (1 << 16))
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) state: about what saving it takes on disk."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def save_checkpoint(
+    folder: Path,
+    name: str,
+    *,
+    model: nn.Module,
+    ema: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    progress: dict[str, Any],
+    meta: dict[str, Any],
+    best: bool = False,
+) -> None:
+    """Write checkpoint `name` of a training run into `folder` (and ``best`` weights).
+
+    The weights file holds the EMA weights when there is an EMA, with `meta` (model, input size,
+    classes, ...); the state holds everything `--resume` needs. Order: best weights, `name`
+    weights, then the training state, the commit point: an interrupt between them leaves weights
+    at most one save ahead of the state, and resuming redoes those steps exactly and writes the
+    same files again. A write that fails (disk full, read-only) is one `UserError` line naming
+    the file, the step and, on a full disk, the space needed; the previous files are intact.
+    """
+    weights = (ema.module if ema is not None else model).state_dict()
+    meta = {**meta, "step": progress["step"], "epoch": progress["epoch"]}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": progress,
+    }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    try:
+        if best:
+            save_weights(folder / "best.safetensors", weights, meta)
+        save_weights(folder / f"{name}.safetensors", weights, meta)
+        save_state(folder / f"{name}.pt", state)
+    except WriteError as exc:
+        raise UserError(
+            f"cannot write checkpoint {exc.filename} at step {progress['step']}: {exc.reason}; "
+            "the previous checkpoint files are intact"
+        ) from None
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -68,7 +140,7 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"checkpoint not found: {path}") from None
+        raise UserError(_missing(path)) from None
     except pickle.UnpicklingError:
         raise UserError(
             f"refused to load training state {path}: it holds Python objects other than "
@@ -94,6 +166,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     sibling; a ``.safetensors`` file means itself.
     """
     p = Path(path)
+    if not p.exists() and not p.with_suffix(".safetensors").is_file():
+        raise UserError(_missing(p))
     if p.is_dir():
         for name in ("best", "last"):
             candidate = p / "checkpoints" / f"{name}.safetensors"
@@ -104,14 +178,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
         weights = p.with_suffix(".safetensors")
         if weights.is_file():
             return weights
-        if not p.is_file():
-            raise UserError(f"checkpoint not found: {p}")
         raise UserError(f"{p} has no weights file beside it ({weights.name} is missing)")
-    if p.suffix != ".safetensors":
+    if p.suffix != ".safetensors" or not p.is_file():
         raise UserError(f"{path}: expected a run folder, a .safetensors or a .pt checkpoint")
-    if not p.is_file():
-        raise UserError(f"checkpoint not found: {p}")
     return p
+
+
+def _missing(path: Path) -> str:
+    return f"checkpoint {path} is missing (no such file or folder)"
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
@@ -184,3 +258,50 @@ def load_model(
         )
     model.load_state_dict(tensors)
     return model.to(device).eval(), info
+
+
+def read_resume_state(folder: Path, *, resume: bool, is_main: bool) -> dict[str, Any] | None:
+    """The training state in checkpoint folder `folder` to resume from, or None for a new run.
+
+    Without `resume`, a folder that holds a run is refused (nothing is overwritten); with it,
+    a folder without a checkpoint starts a new run (said on rank 0). Temporary files left by a
+    process killed mid-write are removed first.
+    """
+    from maxvit.files import remove_stale_temps
+    from maxvit.train.log import say
+
+    last = folder / "last.pt"
+    run = folder.parent
+    if is_main and folder.is_dir():
+        for stale in remove_stale_temps(folder):
+            say(f"removed {stale}, left by an interrupted checkpoint write")
+    if last.exists() and not resume:
+        raise UserError(
+            f"{run} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if not resume:
+        return None
+    if not last.exists():
+        if is_main:
+            say(f"no checkpoint in {folder}; starting a new run")
+        return None
+    state = load_state(last)
+    missing = [k for k in ("model", "optimizer", "scheduler", "progress") if k not in state]
+    if missing:
+        raise UserError(f"{last} is not a maxvit training state (it lacks {missing})")
+    return state
+
+
+def restore(
+    state: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    ema: Any, scaler: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Load a training state (`read_resume_state`) into the run's parts; returns its progress."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    return state["progress"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 CHECKPOINT_HELP = "a run folder (its best checkpoint), a .safetensors or a .pt checkpoint"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from maxvit.train.presets import list_presets
+
     p = sub.add_parser(
         "train",
         help="train a model with a preset recipe (DDP under torchrun)",
@@ -18,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--preset",
-        default="seed",
-        help="recipe: seed, paper, finetune, imagenet, cpu-mini, smoke (default seed)",
+        help=f"recipe: {', '.join(list_presets())}; or auto (what `make train` runs): seed "
+        "on a GPU, else the CPU path: cpu-budget for 10 minutes on a mini subset of Tiny "
+        "ImageNet made from --data or the download (default seed)",
     )
     p.add_argument(
         "--data",
@@ -36,7 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name (shortcut for --set model=NAME)")
     p.add_argument("--out", help="run folder (default runs/PRESET)")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        "--resume",
+        nargs="?",
+        const="yes",
+        choices=("yes", "auto"),
+        help="continue the run in --out from its last checkpoint (an error when there is none); "
+        "--resume auto: continue it if there is one, else start it",
+    )
+    p.add_argument(
+        "--budget",
+        metavar="TIME",
+        help="train for this wall-clock time, evaluations included (90s, 10m, 2h, 1h30m): the "
+        "first steps are timed and the step count and lr schedule fixed to end within it "
+        "(shortcut for --set budget_minutes=M)",
     )
     p.add_argument(
         "--set",
@@ -73,6 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="centre-crop fraction (default: the checkpoint's eval_crop; 1.0 = no crop)",
     )
     p.add_argument(
+        "--tta",
+        choices=("none", "flip"),
+        default="none",
+        help="test-time augmentation: flip = mean of the softmax of each image and its mirror",
+    )
+    p.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp16", "fp32"),
         default="auto",
@@ -87,10 +110,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint's model (ONNX)")
+    p = sub.add_parser("export", help="export a checkpoint's model (ONNX, or a timm model folder)")
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", help="output file (default: beside the weights, NAME.onnx)")
+    p.add_argument(
+        "--format",
+        choices=("onnx", "timm"),
+        default="onnx",
+        help="onnx (the dynamo exporter), or timm: a folder that timm.create_model('local-dir:"
+        "FOLDER', pretrained=True) loads (MaxViT variants)",
+    )
+    p.add_argument(
+        "--out",
+        help="output file (onnx; default beside the weights, NAME.onnx) or folder (timm; "
+        "default beside the weights, NAME-timm/)",
+    )
     p.set_defaults(func=_export)
 
 
@@ -98,20 +131,73 @@ def _train(args: argparse.Namespace) -> int:
     from maxvit.train.config import apply_overrides, load_config, load_preset
     from maxvit.train.trainer import train
 
-    out = Path(args.out or f"runs/{args.preset}")
-    saved = out / "config.yaml"
-    if args.resume and saved.exists():
-        config = load_config(saved)  # the run's own recipe; --set/--data/--model still apply
-    else:
-        config = load_preset(args.preset)
+    if args.preset == "auto":
+        _choose_path(args)
+    preset = args.preset or "seed"
+    out = Path(args.out or f"runs/{preset}")
+    resume = _resuming(args.resume, out)
+    saved = load_config(out / "config.yaml") if resume else None
     overrides = list(args.overrides)
     if args.model:
         overrides.append(f"model={args.model}")
     if args.data:
         overrides.append(f"data={args.data}")
-    config = apply_overrides(config, overrides)
-    train(config, out, resume=args.resume, download=args.download)
+    if args.budget:
+        from maxvit.train.schedule import parse_budget
+
+        overrides.append(f"budget_minutes={parse_budget(args.budget)}")
+    config = apply_overrides(saved or load_preset(preset), overrides)
+    config = dataclasses.replace(config, data=_absolute(config.data))
+    if saved is not None:
+        _check_same_run(saved, config, args.preset, out)
+    if Path(config.data) == MINI.absolute() and not MINI.exists():  # the CPU presets' data
+        _make_mini(None, download=args.download)
+    train(config, out, resume=resume, download=args.download)
     return 0
+
+
+def _resuming(mode: str | None, out: Path) -> bool:
+    """Whether to resume the run in `out`: --resume needs one there, --resume auto takes it if
+    there is one; without --resume a run there is refused later (nothing is overwritten)."""
+    from maxvit.errors import UserError
+
+    exists = (out / "checkpoints" / "last.pt").is_file()
+    if mode == "yes" and not exists:
+        raise UserError(
+            f"{out} holds no run to resume (no checkpoints/last.pt); check --out, drop --resume "
+            "to start a run there, or pass --resume auto"
+        )
+    if mode and exists and not (out / "config.yaml").is_file():
+        raise UserError(f"{out} has a checkpoint but no config.yaml; it cannot be resumed")
+    return bool(mode and exists)
+
+
+def _check_same_run(saved, config, preset: str | None, out: Path) -> None:
+    """A resumed run trains on as it began: another preset, model, input size or data set is
+    refused, naming the setting (other fields, such as epochs, may change)."""
+    from maxvit.errors import UserError
+
+    if preset and saved.preset and preset != saved.preset:
+        raise UserError(
+            f"{out} was started with --preset {saved.preset}; it resumes with it, not {preset}"
+        )
+    for name in ("model", "img_size", "data"):
+        was, now = getattr(saved, name), getattr(config, name)
+        if name == "data":  # runs of earlier versions saved the path as given
+            was = _absolute(was)
+        if was != now:
+            raise UserError(
+                f"{out} was trained with {name} {was}; a resumed run keeps it (asked: {now}); "
+                "start a new run in another --out instead"
+            )
+
+
+def _absolute(data: str) -> str:
+    """A local data path made absolute (so a run resumes from any folder); shard patterns, URLs
+    and pipe: commands as they are."""
+    from maxvit.data.shards import is_shard_pattern
+
+    return data if is_shard_pattern(data) else str(Path(data).expanduser().absolute())
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -128,6 +214,7 @@ def _eval(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         crop=args.crop,
         precision=args.precision,
+        tta=args.tta,
     )
     print(json.dumps(result, indent=2))
     return 0
@@ -140,22 +227,69 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UserError("--top-k must be >= 1")
     results = predict(args.checkpoint, args.images, top_k=args.top_k)
+    failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    for result in results:
-        print(result["image"])
-        for entry in result["top"]:
-            same = entry["id"] == entry["class"]
-            print(
-                f"  {entry['probability']:.4f}  {entry['class']}"
-                + ("" if same else f" ({entry['id']})")
-            )
-    return 0
+    else:
+        for result in results:
+            if "error" in result:  # one line each on stderr; the good images are still answered
+                print(f"error: {result['error']}", file=sys.stderr)
+                continue
+            print(result["image"])
+            for entry in result["top"]:
+                same = entry["id"] == entry["class"]
+                print(
+                    f"  {entry['probability']:.4f}  {entry['class']}"
+                    + ("" if same else f" ({entry['id']})")
+                )
+    return 2 if failed else 0  # 2, as for every user error: some images were not classified
 
 
 def _export(args: argparse.Namespace) -> int:
-    from maxvit.train.export import export_onnx
+    from maxvit.train.export import export_onnx, export_timm
 
-    print(export_onnx(args.checkpoint, args.out))
+    export = export_timm if args.format == "timm" else export_onnx
+    print(export(args.checkpoint, args.out))
     return 0
+
+
+MINI = Path("data/tiny-imagenet-200-mini.zip")  # the CPU path's subset (100 + 5 images a class)
+
+
+def _choose_path(args: argparse.Namespace) -> None:
+    """``--preset auto``: the recorded recipe where there is a GPU; on a CPU, the ten-minute path
+    (the mini subset of --data, or of the official archive downloaded into data/, and the
+    cpu-budget preset). Says which in one line."""
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        print("a GPU is present: the recorded recipe (preset seed)", file=sys.stderr)
+        args.preset = "seed"
+        return
+    print(
+        f"no GPU: the CPU path, the cpu-budget recipe for 10 minutes on {MINI} (100 train and 5 "
+        "val images per class of Tiny ImageNet), then the report; PRESET=seed runs the "
+        "recorded GPU recipe instead",
+        file=sys.stderr,
+    )
+    args.preset = "cpu-budget"
+    if not MINI.exists():
+        _make_mini(args.data, download=args.download)
+    args.data, args.download = str(MINI), False
+
+
+def _make_mini(source: str | None, *, download: bool) -> None:
+    """Write `MINI`, the subset of the official archive `source` (default: the one in data/,
+    downloaded there first when `download`)."""
+    from maxvit.data.sources import download_into
+    from maxvit.data.subset import make_subset
+    from maxvit.errors import UserError
+
+    if source is None and not download:
+        raise UserError(
+            f"{MINI} does not exist; make it from the official archive with `maxvit data subset "
+            f"tiny-imagenet-200.zip --out {MINI}`, or pass --download to fetch the archive first"
+        )
+    make_subset(source or download_into(Path("data")), MINI)

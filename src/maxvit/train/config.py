@@ -14,7 +14,6 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,16 @@ import yaml
 from maxvit.data import AugmentConfig
 from maxvit.errors import UserError
 from maxvit.files import write_text
+from maxvit.train.presets import list_presets, preset_text
+
+TTA = ("none", "flip")  # test-time augmentation: none, or the mean of the image and its mirror
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.yaml`` in the run folder)."""
 
+    preset: str | None = None  # the preset the run started from (resume refuses another)
     model: str = "maxvit_seed"  # name for maxvit.models.create_model
     img_size: int | None = None  # input side for training and evaluation; None = model default
     drop_path: float = 0.0  # stochastic depth rate of the last block (model option drop_path)
@@ -36,33 +39,49 @@ class TrainConfig:
     data: str = "data"  # data set: Tiny ImageNet, class folders or shards (docs/data.md)
     epochs: int = 40  # epochs; with the four-pass epoch one epoch is 4 passes over train
     steps_per_epoch: int = 0  # cap on optimizer steps per epoch (0 = the loader's full epoch)
+    total_steps: int = (
+        0  # optimizer steps of the run (0 = epochs x steps per epoch); a budget sets it
+    )
+    budget_minutes: float = 0.0  # wall-clock budget, evaluations included (0 = none; epochs decide)
     batch_size: int = 128  # global batch per optimizer step (all ranks x accumulation)
     accum_steps: int = 1  # micro-batches accumulated per optimizer step
     lr: float = 5e-4  # peak learning rate (AdamW)
-    min_lr: float = 0.0  # learning rate at the end of the cosine decay
+    min_lr: float = 0.0  # learning rate at the end of the decay
     warmup_epochs: float = 0.0  # linear warmup from 0 to lr (fractional epochs allowed)
+    schedule: str = "cosine"  # lr decay after warmup, to min_lr at the last step: cosine, linear
     weight_decay: float = 0.05  # AdamW decoupled weight decay
     decay_norm_bias: bool = True  # also decay 1-d params (norms, biases), as Keras AdamW does
+    layer_decay: float = 0.0  # layer-wise lr decay: lr x this^(depth from the head) (0 = off)
     clip_grad: float = 0.0  # clip the global gradient norm to this value (0 = off)
     ema_decay: float = 0.0  # EMA of the weights (0 = off); when on, the EMA is evaluated and saved
     aug: AugmentConfig = field(default_factory=AugmentConfig)  # augmentation, passes, smoothing
     eval_crop: float = 1.0  # evaluation: resize to img_size / eval_crop, centre crop img_size
+    tta: str = "none"  # test-time augmentation of the evaluations: none, flip (image + mirror)
     seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
     num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
+    bad_samples: int | str = (
+        "1%"  # undecodable samples an epoch accepts: a count or "N%" of a split
+    )
     precision: str = (
         "auto"  # auto (bf16 GPU, fp16 + loss scaling on old GPUs, fp32 CPU), bf16, fp16, fp32
     )
     compile: bool | str = False  # torch.compile: true (eager if it fails), "require", false
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA DDP only)
+    grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
 
     def __post_init__(self) -> None:
+        if self.img_size is not None and self.img_size < 1:
+            raise UserError(
+                f"img_size must be >= 1 pixel (or null: the model's), got {self.img_size}"
+            )
         positive = ("epochs", "batch_size", "accum_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        nonneg = ("steps_per_epoch", "lr", "min_lr", "warmup_epochs", "weight_decay")
-        nonneg += ("clip_grad", "num_workers", "ckpt_every_steps", "drop_path")
+        nonneg = ("steps_per_epoch", "total_steps", "budget_minutes", "lr", "min_lr")
+        nonneg += ("warmup_epochs", "weight_decay", "clip_grad", "num_workers")
+        nonneg += ("ckpt_every_steps", "drop_path")
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -72,7 +91,15 @@ class TrainConfig:
         for name in floats:
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"{name} must be a finite number, got {getattr(self, name)}")
+        from maxvit.data.bad import parse_bad_samples
         from maxvit.device import PRECISIONS
+        from maxvit.train.schedule import SHAPES
+
+        parse_bad_samples(self.bad_samples)
+        if self.tta not in TTA:
+            raise UserError(f"tta must be one of {', '.join(TTA)}, got {self.tta!r}")
+        if self.schedule not in SHAPES:
+            raise UserError(f"schedule must be one of {', '.join(SHAPES)}, got {self.schedule!r}")
 
         if self.compile not in (False, True, "require"):
             raise UserError(f"compile must be true, false or require, got {self.compile!r}")
@@ -82,6 +109,12 @@ class TrainConfig:
             )
         if not 0 < self.eval_crop <= 1:
             raise UserError(f"eval_crop must be in (0, 1], got {self.eval_crop}")
+        if not 0 <= self.layer_decay <= 1:
+            raise UserError(f"layer_decay must be in [0, 1] (0 = off), got {self.layer_decay}")
+        if self.layer_decay and self.decay_norm_bias:
+            raise UserError(
+                "layer_decay groups never decay norms and biases: set decay_norm_bias false"
+            )
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.batch_size % self.accum_steps:
@@ -90,24 +123,23 @@ class TrainConfig:
             )
 
 
-def list_presets() -> list[str]:
-    """Names of the shipped presets (YAML files in ``maxvit/configs``)."""
-    folder = resources.files("maxvit") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
 def load_preset(name: str) -> TrainConfig:
     """The `TrainConfig` of a shipped preset; UserError listing the presets if unknown."""
     names = list_presets()
     if name not in names:
         raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(names)}")
-    text = (resources.files("maxvit") / "configs" / f"{name}.yaml").read_text()
-    return config_from_dict(yaml.safe_load(text) or {}, source=f"preset {name}")
+    text = preset_text(name)
+    config = config_from_dict(yaml.safe_load(text) or {}, source=f"preset {name}")
+    return dataclasses.replace(config, preset=name)
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a ``config.yaml`` written by `save_config`."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """Read a ``config.yaml`` written by `save_config`; one-line `UserError` if it is not one."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read the run config {path} ({first})") from None
     return config_from_dict(data, source=str(path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from maxvit.device import autocast, to_model_layout
 from maxvit.errors import UserError
 from maxvit.train import checkpoint as ckpt
 from maxvit.train import distributed
+from maxvit.train.config import TTA
 
 
 @torch.no_grad()
@@ -28,14 +30,19 @@ def evaluate(
     device: torch.device | str = "cpu",
     ctx: distributed.DistContext | None = None,
     precision: str = "auto",
+    tta: str = "none",
+    bad_samples: int | str = "1%",
 ) -> dict[str, float]:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy of `model` on a split.
 
     No augmentation: images are resized to img_size / crop, centre-cropped to img_size and
     normalised (crop 1.0 is the recorded test transform), so ``split="train"`` gives the clean
-    train accuracy. Under DDP each rank evaluates its shard and the sums are combined, so every
-    rank gets the full-set result.
+    train accuracy. With ``tta="flip"`` the prediction is the mean of the softmax of the image
+    and of its horizontal mirror. The sums stay on the device and are read once, at the end
+    (summed over the ranks under DDP, so every rank gets the full-set result).
     """
+    if tta not in TTA:
+        raise UserError(f"unknown test-time augmentation {tta!r}; choose from {', '.join(TTA)}")
     device = torch.device(device)
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
     loader = build_eval_loader(
@@ -47,30 +54,34 @@ def evaluate(
         world_size=world,
         img_size=img_size,
         crop=crop,
+        bad_samples=bad_samples,
     )
     transform = EvalTransform(img_size, loader.device_crop).to(device)
     was_training = model.training
     model.eval()
-    loss_sum = top1 = top5 = n = 0.0
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits
+    n = 0  # images (known on the host)
     for images, labels in loader:
         if not len(labels):
             continue
+        if labels.min() < 0:  # a host tensor: no device sync
+            raise UserError(f"the {split} split has no labels; evaluate on val or train")
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        if labels.min() < 0:
-            raise UserError(f"the {split} split has no labels; evaluate on val or train")
         x = to_model_layout(transform(images), device)
         with autocast(device, precision):
             logits = model(x).float()
-        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == labels[:, None]
-        top1 += hits[:, 0].sum().item()
-        top5 += hits.any(dim=1).sum().item()
+            if tta == "flip":  # log of the mean of the two softmaxes
+                mirrored = model(x.flip(-1)).float()
+                both = torch.stack([logits.log_softmax(1), mirrored.log_softmax(1)])
+                logits = torch.logsumexp(both, 0) - math.log(2)
+        loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        sums += torch.stack([loss, hits[:, 0].sum(), hits.any(1).sum()]).double()
         n += labels.numel()
     model.train(was_training)
-    if ctx is not None:
-        loss_sum, top1, top5, n = ctx.sum([loss_sum, top1, top5, n])
+    totals = torch.cat([sums, torch.tensor([float(n)], dtype=torch.float64, device=device)])
+    loss_sum, top1, top5, n = ctx.sum_tensor(totals) if ctx is not None else totals.tolist()
     if n == 0:
         raise UserError(f"the {split} split is empty")
     return {"top1": 100 * top1 / n, "top5": 100 * top5 / n, "loss": loss_sum / n, "n": int(n)}
@@ -85,6 +96,7 @@ def evaluate_checkpoint(
     num_workers: int = 0,
     crop: float | None = None,
     precision: str = "auto",
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`.
 
@@ -118,12 +130,14 @@ def evaluate_checkpoint(
             device=ctx.device,
             ctx=ctx,
             precision=precision,
+            tta=tta,
         )
         return {
             "checkpoint": str(info.path),
             "model": info.model,
             "split": split,
             "crop": crop,
+            "tta": tta,
             **result,
         }
     finally:

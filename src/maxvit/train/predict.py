@@ -12,26 +12,35 @@ from maxvit.train.checkpoint import load_model
 
 @torch.no_grad()
 def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) -> list[dict]:
-    """Top-k (class name, class id such as the wnid, probability) for each image, with the
-    checkpoint's eval transform.
+    """Per image, in order: ``{"image", "top"}``, its top-k (class name, class id such as the
+    wnid, probability) with the checkpoint's eval transform; or ``{"image", "error"}``, one line
+    saying why it cannot be classified (undecodable, or not a JPEG, PNG or WebP file, as class
+    folders require: `maxvit.data.images.unsupported_type`).
 
     Images of any size and mode are decoded by `maxvit.data.images` and given the evaluation
-    geometry (resize to img_size / eval_crop, centre crop img_size); an undecodable one is a
-    `UserError` naming it.
+    geometry (resize to img_size / eval_crop, centre crop img_size). A bad checkpoint is a
+    `UserError`.
     """
     from maxvit.data import EvalTransform
-    from maxvit.data.transforms import decode_crop, eval_box, stack_images
+    from maxvit.data.crop import decode_crop, eval_box, stack_images
+    from maxvit.data.images import ImageError, unsupported_type
 
     model, info = load_model(checkpoint)
     model = inference_copy(model)
     transform = EvalTransform(info.img_size, crop=None)
     box = eval_box(info.eval_crop, info.img_size)
-    results = []
+    results: list[dict] = []
     for path in images:
-        pixels = decode_crop(str(path), str(path), info.img_size, box)
-        probs = torch.softmax(model(transform(stack_images([pixels], info.img_size))).float(), -1)[
-            0
-        ]
+        if (problem := unsupported_type(path)) is not None:
+            results.append({"image": str(path), "error": f"{path}: {problem}"})
+            continue
+        try:
+            pixels = decode_crop(str(path), str(path), info.img_size, box)
+        except ImageError as exc:
+            results.append({"image": str(path), "error": str(exc)})
+            continue
+        batch = transform(stack_images([pixels], info.img_size))
+        probs = torch.softmax(model(batch).float(), -1)[0]
         values, indices = probs.topk(min(top_k, probs.numel()))
         top = [
             {"class": info.class_names[i], "id": info.classes[i], "probability": float(v)}

@@ -1,4 +1,5 @@
-"""Augmentation maths: soft labels, exact cutmix area, erasing, RandAugment batching, eval."""
+"""Per-batch augmentation maths: soft labels, exact cutmix area, erasing, RandAugment batching,
+eval normalisation."""
 
 from __future__ import annotations
 
@@ -7,21 +8,16 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from maxvit.data.transforms import (
-    CUTMIX,
-    ERASE,
+from maxvit.data.augment_config import CUTMIX, ERASE, MIXUP, PLAIN, AugmentConfig
+from maxvit.data.batch_augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    MIXUP,
-    PLAIN,
-    AugmentConfig,
+    RANDAUGMENT_PRIVATE,
     BatchAugment,
     BatchedRandAugment,
     EvalTransform,
-    TrainTransform,
     cutmix_boxes,
 )
-from maxvit.errors import UserError
 
 C = 10
 NO_RA = AugmentConfig(randaugment_ops=0)  # pixel checks of the mixing need RandAugment off
@@ -205,51 +201,7 @@ def test_batched_randaugment_equals_torchvision_per_image():
         assert torch.equal(got, expected)
 
 
-def test_train_transform_geometry():
-    images = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
-    rng = np.random.default_rng(0)
-    seed = TrainTransform(AugmentConfig(), 224, native_size=64)
-    assert seed(images, rng).shape == (8, 3, 56, 56)  # 64 * 224 / 256
-    first = TrainTransform(AugmentConfig(resize_first=True), 224, native_size=64)
-    assert first(images, rng).shape == (8, 3, 224, 224)
-    timm = TrainTransform(AugmentConfig(pipeline="timm"), 224, native_size=64)
-    assert timm(images, rng).shape == (8, 3, 64, 64)
-    none = TrainTransform(AugmentConfig(pipeline="none"), 224, native_size=64)
-    assert torch.equal(none(images, rng), images)
-    varied = [torch.randint(0, 256, (3, 50 + i, 70), dtype=torch.uint8) for i in range(4)]
-    assert seed.__class__(AugmentConfig(), 96, None)(varied, rng).shape == (4, 3, 96, 96)
-    # pure function of the generator
-    a = seed(images, np.random.default_rng(7))
-    b = seed(images, np.random.default_rng(7))
-    assert torch.equal(a, b)
-    # the crop keeps pixels of the source (a plain crop when no RandAugment op applies)
-    plain = TrainTransform(AugmentConfig(randaugment_ops=0), 224, native_size=64)
-    out = plain(images, np.random.default_rng(1))
-    found = [
-        any(
-            torch.equal(out[i], images[i, :, t : t + 56, s : s + 56])
-            or torch.equal(out[i], images[i, :, t : t + 56, s : s + 56].flip(-1))
-            for t in range(9)
-            for s in range(9)
-        )
-        for i in range(8)
-    ]
-    assert all(found)
-
-
-def test_config_validation():
-    with pytest.raises(UserError, match="unknown augmentation pipeline"):
-        AugmentConfig(pipeline="fancy")
-    with pytest.raises(UserError, match="erase_area"):
-        AugmentConfig(erase_area=(0.5, 0.2))
-    assert AugmentConfig().pass_kinds() == (PLAIN, MIXUP, CUTMIX, ERASE)
-    assert AugmentConfig(four_pass=False).pass_kinds() == (PLAIN,)
-    assert AugmentConfig(pipeline="timm").pass_kinds() == (PLAIN,)
-
-
 def test_the_private_torchvision_randaugment_members_still_exist():
-    from maxvit.data.transforms import RANDAUGMENT_PRIVATE
-
     ra = v2.RandAugment()
     missing = [name for name in RANDAUGMENT_PRIVATE if not hasattr(ra, name)]
     assert not missing, f"torchvision moved v2.RandAugment.{missing}: update BatchedRandAugment"
