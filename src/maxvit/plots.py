@@ -1,4 +1,5 @@
-"""The one loss-and-accuracy figure: per-epoch curves of one run or of several side by side."""
+"""The study figures: per-epoch loss and accuracy curves of one run or several side by side
+(`plot_curves`), and val against clean-train accuracy (`plot_fit`)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,36 @@ def plot_curves(runs: Sequence[Curves], path: str | Path, title: str = "") -> Pa
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title or (runs[0].label if len(runs) == 1 else ""), fontsize=8)
+    fig.tight_layout()
+    try:
+        return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def plot_fit(
+    curves: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    levels: Sequence[float],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Val top-1 against clean-train top-1, one curve per model (its epochs in order), with the
+    diagonal (no gap) and the clean-train levels the models are compared at, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    top = max([train for _, points in curves for train, _ in points] + [1.0])
+    ax.plot([0, top], [0, top], color="grey", lw=0.8, label="gap 0 (val = train)")
+    for i, (label, points) in enumerate(curves):
+        ax.plot([t for t, _ in points], [v for _, v in points], "o-", color=f"C{i}", label=label)
+    for j, level in enumerate(levels):
+        ax.axvline(level, color="black", ls=":", lw=0.8, label="matched levels" if j == 0 else None)
+    ax.set(xlabel="clean-train top-1 (%), one point per epoch", ylabel="val top-1 (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     try:
         return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))

@@ -282,4 +282,10 @@ def test_cpu_fit_plan_trains_maxvit_and_coatnet_and_reports_the_fit(
     }
     assert f"MaxViT (maxvit_nano) did not: {clean['maxvit_nano']:.2f}%" in report
     verdicts = [ln for ln in report.splitlines() if ln[:3] in ("1. ", "2. ", "3. ")]
-    assert len(verdicts) == 1 and "Overfitting" in verdicts[0] and "+-" in verdicts[0]
+    assert len(verdicts) == 2 and "Overfitting" in verdicts[0] and "+-" in verdicts[0]
+    # every epoch logged the clean-train top-1 of the fixed subset (all 400 images here)
+    rows = [json.loads(ln) for ln in (out / "runs" / "maxvit_nano" / "metrics.jsonl").open()]
+    assert [r["clean_train_images"] for r in rows] == [400]
+    # one epoch each: two single points, which share a level only if equal
+    assert "Overfitting at matched fit" in verdicts[1] and "## Gaps at matched fit" in report
+    assert (out / "fit.png").is_file()

@@ -54,3 +54,19 @@ def test_an_unknown_tta_is_one_line(tmp_path):
     model = create_model("maxvit_nano", num_classes=3, img_size=32)
     with pytest.raises(UserError, match="unknown test-time augmentation 'rotate'"):
         evaluate(model, source, "val", img_size=32, tta="rotate")
+
+
+def test_every_kth_image_is_a_fixed_subset_over_all_classes(tmp_path):
+    from maxvit.data import build_eval_loader
+
+    source = open_data(_tree(tmp_path / "tree", mirrored=False))  # 6 images, class-sorted
+    labels = [
+        y for _, batch in build_eval_loader(source, "train", batch_size=4, num_workers=0,
+                                            img_size=32, every=2)
+        for y in batch.tolist()
+    ]  # fmt: skip
+    assert labels == [0, 1, 2]  # images 0, 2 and 4: one of each class
+    model = create_model("maxvit_nano", num_classes=3, img_size=32).eval()
+    assert evaluate(model, source, "train", img_size=32, every=2)["n"] == 3
+    with pytest.raises(UserError, match="every must be >= 1"):
+        evaluate(model, source, "train", img_size=32, every=0)

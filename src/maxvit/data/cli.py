@@ -95,12 +95,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser(
         "verify",
-        help="check a data set: prepared folder, class folders or shards",
+        help="check a data set: prepared folder, class folders, shards or a Hugging Face dataset",
         description="Tiny ImageNet: re-check a prepared folder (checksums, shapes, labels). "
         "Class folders and shards: decode every image and check every label, naming each bad "
         "entry. Exits with status 2 if anything is wrong.",
     )
-    p.add_argument("dir", help="prepared folder, class-folder root, shard folder or pattern")
+    p.add_argument(
+        "dir",
+        help="prepared folder, class-folder root, shard folder or pattern, or a Hugging Face dataset folder",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help="decode threads (default: CPUs, max 8)"
     )

@@ -25,6 +25,7 @@ from maxvit.data.sharding import Sharding
 from maxvit.data.source import DataSource
 from maxvit.data.sources import open_data
 from maxvit.data.tiny_source import TinySource
+from maxvit.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -110,20 +111,24 @@ def build_eval_loader(
     img_size: int = 224,
     crop: float = 1.0,
     bad_samples: int | str = DEFAULT_BAD_SAMPLES,
+    every: int = 1,
 ) -> EvalLoader:
     """Evaluation batches of `split` (uint8 images, int64 labels; -1 for Tiny ImageNet's test).
 
     Rank r gets samples r, r + world_size, ... (shards: shards r, r + world_size, ...), with no
     padding and no drop, so every sample is seen exactly once across ranks. The geometry is
     the recorded one with `crop` 1.0 (resize to img_size), else resize to img_size / crop and a
-    centre crop of img_size. `bad_samples` as for `build_train_loader`.
+    centre crop of img_size. `bad_samples` as for `build_train_loader`. `every` > 1 evaluates
+    only every `every`-th sample (a fixed subset spread over the classes; data read by index).
     """
     sharding = Sharding(batch_size, 0, rank, world_size, num_workers)
     check_img_size(img_size)
     check_eval_crop(crop)
     policy = parse_bad_samples(bad_samples)
     source = _source(data)
-    chunks, expected = source.eval_batches(split, img_size, crop, sharding)
+    if every < 1:
+        raise UserError(f"every must be >= 1, got {every}")
+    chunks, expected = source.eval_batches(split, img_size, crop, sharding, every)
     device_crop = crop if source.native_size is not None else None
     bad = BadSamples(split, rank=rank, world=world_size)
     bad.allow(policy, _known_bad(source, split))

@@ -218,13 +218,14 @@ class _EvalBatches(torch.utils.data.Dataset):
 
 
 def eval_batches(
-    dataset: MapDataset, img_size: int, crop: float, sharding: Sharding
+    dataset: MapDataset, img_size: int, crop: float, sharding: Sharding, every: int = 1
 ) -> tuple[DataLoader, int]:
     """Evaluation chunks (uint8 images, labels, failures) of one rank, and its sample count.
 
-    Rank r gets samples r, r + world_size, ..., in batches of ``sharding.batch_size``.
+    Of the samples 0, every, 2 * every, ... (all of them by default), rank r gets the r-th,
+    (r + world_size)-th, ..., in batches of ``sharding.batch_size``.
     """
-    mine = np.arange(sharding.rank, len(dataset), sharding.world_size)
+    mine = np.arange(0, len(dataset), every)[sharding.rank :: sharding.world_size]
     batches = [mine[i : i + sharding.batch_size] for i in range(0, len(mine), sharding.batch_size)]
     loader = DataLoader(
         _EvalBatches(dataset, img_size, crop),

@@ -139,10 +139,15 @@ class ShardSource(DataSource):
         return ShardTrainLoader(split, self.num_classes, aug, transform, sharding)
 
     def eval_batches(
-        self, split: str, img_size: int, crop: float, sharding: Sharding
+        self, split: str, img_size: int, crop: float, sharding: Sharding, every: int = 1
     ) -> tuple[EvalChunks, int | None]:
         from maxvit.data.stream import shard_eval_batches
 
+        if every != 1:
+            raise UserError(
+                "a fixed subset of a split (fit_images) needs data read by index: Tiny ImageNet "
+                "or class folders, not shards"
+            )
         shards = self.shard_split(split)
         check_sizes(self.recorded, shards.urls)
         expected = None if shards.size is None else shards.size // sharding.world_size

@@ -2,8 +2,9 @@
 layouts read by sample index.
 
 One subclass per layout, each in its own module: `TinySource` (Tiny ImageNet,
-:mod:`maxvit.data.tiny_source`), `FolderSource` (class folders, :mod:`maxvit.data.folder_source`)
-and `ShardSource` (WebDataset shards, :mod:`maxvit.data.shard_source`). A new layout is one more
+:mod:`maxvit.data.tiny_source`), `FolderSource` (class folders, :mod:`maxvit.data.folder_source`),
+`ShardSource` (WebDataset shards, :mod:`maxvit.data.shard_source`) and the Hugging Face layouts
+(:mod:`maxvit.data.hf_source`). A new layout is one more
 subclass with an ``open`` class method, and one line in `maxvit.data.sources.open_data`, which
 tells the layouts apart.
 """
@@ -35,7 +36,8 @@ LAYOUTS = (
     "accepted layouts: Tiny ImageNet (the official zip, its unpacked folder or a prepared "
     "folder), class folders (ROOT/train/<class>/<image> and ROOT/val/<class>/<image>), "
     "WebDataset shards (a folder with train-*.tar, val-*.tar and classes.txt, or a brace "
-    "pattern, URL or pipe: command)"
+    "pattern, URL or pipe: command), Hugging Face datasets (Hub-layout parquet files or a "
+    "save_to_disk folder)"
 )
 LABELLED_SPLITS = ("train", "val")  # what `verify` decodes and `maxvit data shard` writes
 # (Tiny ImageNet's unlabelled test split has no place in shards)
@@ -88,11 +90,13 @@ class DataSource(ABC):
 
     @abstractmethod
     def eval_batches(
-        self, split: str, img_size: int, crop: float, sharding: Sharding
+        self, split: str, img_size: int, crop: float, sharding: Sharding, every: int = 1
     ) -> tuple[EvalChunks, int | None]:
         """This rank's evaluation chunks (uint8 images, labels, failures), and how many samples
         they hold (None when unknown). Images of any size come at img_size with the evaluation
-        geometry; those of a `native_size` come as they are, for the device to transform."""
+        geometry; those of a `native_size` come as they are, for the device to transform.
+        `every` > 1: only every `every`-th sample of the split (a fixed subset spread over the
+        classes), where the layout is read by index."""
 
     def verify(self, workers: int) -> Verified:
         """Decode every image of train and val (`maxvit data verify`)."""
@@ -138,8 +142,8 @@ class MapSource(DataSource):
         return TrainLoader(dataset, aug, transform, sharding, drop_last=drop_last)
 
     def eval_batches(
-        self, split: str, img_size: int, crop: float, sharding: Sharding
+        self, split: str, img_size: int, crop: float, sharding: Sharding, every: int = 1
     ) -> tuple[EvalChunks, int]:
         from maxvit.data.plan_loader import eval_batches
 
-        return eval_batches(self.dataset(split), img_size, crop, sharding)
+        return eval_batches(self.dataset(split), img_size, crop, sharding, every)

@@ -2,6 +2,8 @@
 
 * overfitting: the difference of the gaps (CoAtNet - MaxViT) against `NOISE_SIGMAS` times its
   binomial standard error (the gaps are differences of accuracies on finite train and val sets);
+  the last epoch's gaps, and, where the runs logged a clean-train accuracy every epoch, the gaps
+  at matched fit (`maxvit.repro.matched`), judged at the highest level both models reach;
 * speed: the ViT/MaxViT seconds-per-batch ratio of ``bench model``: about three times
   (recorded 2.98) "holds" from `SPEED_HOLDS`, "only in direction" from `SPEED_DIRECTION`;
 * linear cost: MaxViT's fitted log-log slope of forward FLOPs on tokens within
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from maxvit.errors import UserError
 from maxvit.recorded import RECORDED
+from maxvit.repro.matched import Gap, fit_curve, matched_gaps
 from maxvit.repro.results import ModelResult
 
 SPEED_HOLDS = 2.0  # ViT/MaxViT time ratio from which "about three times slower" holds
@@ -59,12 +62,7 @@ def overfitting_claim(
     diff = coatnet.gap - maxvit.gap
     se_m, se_c = gap_se(maxvit, n_val), gap_se(coatnet, n_val)
     se = math.hypot(se_m, se_c)
-    if diff > NOISE_SIGMAS * se:
-        verdict = "holds"
-    elif diff < -NOISE_SIGMAS * se:
-        verdict = "does not hold (reversed)"
-    else:
-        verdict = "not shown (within noise)"
+    verdict = gap_verdict(diff, se)
     vit_text = f" and the ViT's {vit.gap:.2f}" if vit is not None else ""
     text = (
         f"MaxViT's gap (clean train top-1 minus val top-1) is {maxvit.gap:.2f} +- {se_m:.2f} "
@@ -99,6 +97,63 @@ def overfitting_claim(
         verdict,
         text,
     )
+
+
+def gap_verdict(diff: float, se: float) -> str:
+    """The rule on a difference of gaps (CoAtNet - MaxViT) with standard error `se`."""
+    if diff > NOISE_SIGMAS * se:
+        return "holds"
+    if diff < -NOISE_SIGMAS * se:
+        return "does not hold (reversed)"
+    return "not shown (within noise)"
+
+
+def matched_fit(maxvit: ModelResult, coatnet: ModelResult, n_val: int) -> list[tuple[Gap, Gap]]:
+    """Both models' gaps at the matched clean-train levels (highest first); empty when the runs
+    logged no per-epoch clean-train accuracy or their curves share no level."""
+    a, b = fit_curve(maxvit.rows), fit_curve(coatnet.rows)
+    n_fit = min(
+        (r["clean_train_images"] for r in maxvit.rows + coatnet.rows if "clean_train_images" in r),
+        default=0,
+    )
+    return matched_gaps(a, b, n_fit, n_val) if a and b else []
+
+
+def matched_fit_claim(maxvit: ModelResult, coatnet: ModelResult, n_val: int) -> Claim | None:
+    """Claim 1 judged at equal clean-train accuracy (None: the runs logged no fit curve)."""
+    if not fit_curve(maxvit.rows) or not fit_curve(coatnet.rows):
+        return None
+    title = (
+        "Overfitting at matched fit: the same claim, with both models' gaps read at the same "
+        "clean-train accuracy."
+    )
+    gaps = matched_fit(maxvit, coatnet, n_val)
+    if not gaps:
+        top_m = max(p.train for p in fit_curve(maxvit.rows))
+        top_c = max(p.train for p in fit_curve(coatnet.rows))
+        return Claim(title, "not judged", (
+            f"The two fit curves share no clean-train level (MaxViT reached {top_m:.2f}%, "
+            f"CoAtNet {top_c:.2f}%, each starting above where the other ends), so no gap can be "
+            "compared at equal fit."
+        ))  # fmt: skip
+    (m, c), *lower = gaps
+    diff, se = c.gap - m.gap, math.hypot(m.se, c.se)
+    text = (
+        f"At clean-train top-1 {m.level:.2f}%, the highest level both models reach, MaxViT's "
+        f"gap is {m.gap:.2f} +- {m.se:.2f} points (val {m.val:.2f}%) and CoAtNet's {c.gap:.2f} "
+        f"+- {c.se:.2f} (val {c.val:.2f}%); CoAtNet minus MaxViT = {diff:.2f}, standard error "
+        f"{se:.2f} (the rule of claim 1, at this level)."
+    )
+    if lower:
+        text += (
+            " At lower levels: "
+            + "; ".join(
+                f"{lm.level:.2f}%: {lc.gap - lm.gap:+.2f} +- {math.hypot(lm.se, lc.se):.2f}"
+                for lm, lc in lower
+            )
+            + " (CoAtNet minus MaxViT)."
+        )
+    return Claim(title, f"{gap_verdict(diff, se)} at {m.level:.1f}% clean-train top-1", text)
 
 
 def speed_claim(maxvit: ModelResult, vit: ModelResult, batch: int, img_size: int) -> Claim:

@@ -1,14 +1,23 @@
-"""REPORT.md and curves.png of a study folder, from its files only (`rebuild_report`)."""
+"""REPORT.md, curves.png and (with per-epoch clean-train accuracies) fit.png of a study folder,
+from its files only (`rebuild_report`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from maxvit.files import write_text
-from maxvit.plots import Curves, plot_curves
+from maxvit.plots import Curves, plot_curves, plot_fit
 from maxvit.recorded import RECORDED
-from maxvit.repro.claims import linear_cost_claim, overfitting_claim, speed_claim
+from maxvit.repro.claims import (
+    linear_cost_claim,
+    matched_fit,
+    matched_fit_claim,
+    overfitting_claim,
+    speed_claim,
+)
+from maxvit.repro.matched import fit_curve
 from maxvit.repro.plan import ROLES
 from maxvit.repro.results import ModelResult, StudyResults, load_results
 
@@ -18,6 +27,14 @@ def rebuild_report(out: str | Path) -> Path:
     results = load_results(out)
     png = results.out / "curves.png"
     plot_study_curves(results, png)
+    maxvit, coatnet = results.role("MaxViT"), results.role("CoAtNet")
+    if fit_curve(maxvit.rows) and fit_curve(coatnet.rows):
+        levels = [m.level for m, _ in matched_fit(maxvit, coatnet, results.study["data"]["val"])]
+        curves = [
+            (f"{m.role} ({m.name})", [(p.train, p.val) for p in fit_curve(m.rows)])
+            for m in (maxvit, coatnet)
+        ]
+        plot_fit(curves, levels, results.out / "fit.png", scale_label(results))
     report = results.out / "REPORT.md"
     write_text(report, render_report(results))
     return report
@@ -90,6 +107,8 @@ def render_report(results: StudyResults) -> str:
     passes = samples / study["data"]["train"]
     fit = study.get("plan", {}).get("fit")
     claims = [overfitting_claim(maxvit, coatnet, vit, study["data"]["val"], fit)]
+    if (matched := matched_fit_claim(maxvit, coatnet, study["data"]["val"])) is not None:
+        claims.append(matched)
     if vit is not None:  # the speed and cost claims compare MaxViT with the ViT
         claims.append(speed_claim(maxvit, vit, batch, img))
         claims.append(linear_cost_claim(results.scaling, maxvit.name, vit.name))
@@ -155,6 +174,7 @@ def render_report(results: StudyResults) -> str:
         *_vit_rows(maxvit, vit),
         "",
         *_fit_lines(results),
+        *_matched_lines(maxvit, coatnet, study["data"]["val"]),
         "## Curves",
         "",
         f"![loss and accuracy curves of the {count.lower()} models](curves.png)",
@@ -216,6 +236,34 @@ def _fit_lines(results: StudyResults) -> list[str]:
     ]
     return [
         f"**Fit (clean train top-1 >= {fit:g}% for every model):** " + "; ".join(parts) + ".",
+        "",
+    ]
+
+
+def _matched_lines(maxvit: ModelResult, coatnet: ModelResult, n_val: int) -> list[str]:
+    """The gaps at matched clean-train accuracy, for runs that logged a fit curve."""
+    if not fit_curve(maxvit.rows) or not fit_curve(coatnet.rows):
+        return []
+    n_fit = maxvit.rows[-1].get("clean_train_images", 0)
+    rows = [
+        [f"{m.level:.2f}%", f"{m.val:.2f}%", f"{m.gap:.2f} +- {m.se:.2f}", f"{c.val:.2f}%",
+         f"{c.gap:.2f} +- {c.se:.2f}", f"{c.gap - m.gap:.2f} +- {math.hypot(m.se, c.se):.2f}"]
+        for m, c in matched_fit(maxvit, coatnet, n_val)
+    ]  # fmt: skip
+    headers = ["clean-train top-1", "MaxViT val", "MaxViT gap", "CoAtNet val", "CoAtNet gap",
+               "CoAtNet - MaxViT"]  # fmt: skip
+    return [
+        "## Gaps at matched fit",
+        "",
+        f"Each epoch also measured clean-train top-1 on a fixed subset of {n_fit:,} train images "
+        "(every k-th image, so every class). Both models' val top-1 is read at the same "
+        "clean-train levels (linear between the epochs around the first time a model reaches a "
+        "level): the highest level both reach, and three below it down to the lowest both "
+        "cover. Standard errors are binomial (the subset and the val images).",
+        "",
+        _md_table(headers, rows) if rows else "The two curves share no clean-train level.",
+        "",
+        "![val against clean-train top-1 per epoch](fit.png)",
         "",
     ]
 

@@ -57,6 +57,7 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=AugmentConfig)  # augmentation, passes, smoothing
     eval_crop: float = 1.0  # evaluation: resize to img_size / eval_crop, centre crop img_size
     tta: str = "none"  # test-time augmentation of the evaluations: none, flip (image + mirror)
+    fit_images: int = 0  # also clean-train top-1 on ~this many fixed train images per epoch
     seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
     num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
     bad_samples: int | str = (
@@ -81,7 +82,7 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         nonneg = ("steps_per_epoch", "total_steps", "budget_minutes", "lr", "min_lr")
         nonneg += ("warmup_epochs", "weight_decay", "clip_grad", "num_workers")
-        nonneg += ("ckpt_every_steps", "drop_path")
+        nonneg += ("ckpt_every_steps", "drop_path", "fit_images")
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -32,13 +32,15 @@ def evaluate(
     precision: str = "auto",
     tta: str = "none",
     bad_samples: int | str = "1%",
+    every: int = 1,
 ) -> dict[str, float]:
     """Top-1 / top-5 accuracy (percent) and mean cross-entropy of `model` on a split.
 
     No augmentation: images are resized to img_size / crop, centre-cropped to img_size and
     normalised (crop 1.0 is the recorded test transform), so ``split="train"`` gives the clean
     train accuracy. With ``tta="flip"`` the prediction is the mean of the softmax of the image
-    and of its horizontal mirror. The sums stay on the device and are read once, at the end
+    and of its horizontal mirror. ``every`` > 1 evaluates every `every`-th sample only (a fixed
+    subset spread over the classes). The sums stay on the device and are read once, at the end
     (summed over the ranks under DDP, so every rank gets the full-set result).
     """
     if tta not in TTA:
@@ -55,6 +57,7 @@ def evaluate(
         img_size=img_size,
         crop=crop,
         bad_samples=bad_samples,
+        every=every,
     )
     transform = EvalTransform(img_size, loader.device_crop).to(device)
     was_training = model.training

@@ -37,6 +37,11 @@ class Progress:
             "val_top5": val["top5"],
             "val_loss": val["loss"],
             "val_images": val["n"],
+            **(
+                {"clean_train_top1": val["fit_top1"], "clean_train_images": val["fit_n"]}
+                if "fit_top1" in val
+                else {}
+            ),
             "lr": lr,
             "images_per_s": self.seen / max(self.train_seconds, 1e-9),
             "data_wait_s": self.data_seconds,

@@ -304,7 +304,13 @@ class _Run:
         return bool(stop)
 
     def _val_images(self) -> int:
-        return self.source.count("val") or 0
+        """Images evaluated at each epoch end (for a budget's plan)."""
+        fit = (self.source.count("train") or 0) // self._fit_every() if self.cfg.fit_images else 0
+        return (self.source.count("val") or 0) + fit
+
+    def _fit_every(self) -> int:
+        """The stride of the fixed train subset of `fit_images`."""
+        return max(1, (self.source.count("train") or 0) // self.cfg.fit_images)
 
     def _now(self) -> float:
         """Wall time, after the device's queue has drained (a host sync: for the plan only)."""
@@ -330,26 +336,27 @@ class _Run:
         t0 = time.perf_counter()
         if (line := self.loader.bad_report()) is not None:  # every rank counts its own
             say(line)
-        val = evaluate(
-            self.ema.module if self.ema is not None else self.model,
-            self.source,
-            "val",
-            img_size=self.img_size,
-            crop=cfg.eval_crop,
-            batch_size=max(64, 2 * self.micro_batch),  # no gradients: larger batches fit
-            num_workers=min(cfg.num_workers, 2),
-            device=self.device,
-            ctx=self.ctx,
-            precision=self.precision,
-            bad_samples=cfg.bad_samples,
-            tta=cfg.tta,
-        )
+        val = self._evaluate("val", tta=cfg.tta)
+        if cfg.fit_images:  # how far the model fits its train set: a fixed subset, no TTA
+            fit = self._evaluate("train", every=self._fit_every())
+            val |= {"fit_top1": fit["top1"], "fit_n": fit["n"]}
         row = p.end_epoch(val, lr=self.scheduler.get_last_lr()[0], eval_s=time.perf_counter() - t0)
         self.last_top1 = val["top1"]
         row["elapsed_s"] = time.monotonic() - self.length.started
         tta = " (val: flip TTA)" if cfg.tta == "flip" else ""
         self.log.epoch(row, f"epoch {row['epoch']}/{self.length.epochs}{tta}")
         self._save("last", best=p.best_epoch == row["epoch"])
+
+    def _evaluate(self, split: str, **options) -> dict[str, float]:
+        """The weights the run keeps (the EMA when on) evaluated on `split` (`evaluate`)."""
+        cfg = self.cfg
+        return evaluate(
+            self.ema.module if self.ema is not None else self.model, self.source, split,
+            img_size=self.img_size, crop=cfg.eval_crop,
+            batch_size=max(64, 2 * self.micro_batch),  # no gradients: larger batches fit
+            num_workers=min(cfg.num_workers, 2), device=self.device, ctx=self.ctx,
+            precision=self.precision, bad_samples=cfg.bad_samples, **options,
+        )  # fmt: skip
 
     # ---- state -----------------------------------------------------------------------------
     def _save(self, name: str, *, best: bool = False) -> None:
