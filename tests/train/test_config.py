@@ -28,6 +28,7 @@ def test_presets_ship_and_load():
         "imagenet",
         "cpu-mini",
         "cpu-fit",
+        "cpu-fit-aug",
         "cpu-budget",
         "smoke",
     }

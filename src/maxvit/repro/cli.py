@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset",
         default="cpu-mini",
-        help="study: cpu-mini, cpu-fit, seed, paper, smoke (MaxViT, ViT, CoAtNet alike); or "
+        help="study: cpu-mini, cpu-fit, cpu-fit-aug, seed, paper, smoke (MaxViT, ViT, CoAtNet alike); or "
         "cpu-budget (accuracy per minute: the budgeted recipe at 2, 5, 10, 20 min against "
         "cpu-mini at 1 and 3 epochs), smoke-budget (default cpu-mini)",
     )

@@ -50,6 +50,8 @@ PLANS: dict[str, StudyPlan] = {
     # Claim 1 judged where it can be: MaxViT and CoAtNet (the ViT is not in that claim)
     # trained alike until both fit the mini train set (clean train top-1 >= 60%).
     "cpu-fit": StudyPlan((NANO[0], NANO[2]), roles=("MaxViT", "CoAtNet"), fit=60.0),
+    # The same with the recorded four-pass augmentation (hours on a CPU: see its preset).
+    "cpu-fit-aug": StudyPlan((NANO[0], NANO[2]), roles=("MaxViT", "CoAtNet"), fit=60.0),
     # Seconds: the whole path on a tiny synthetic set (tests).
     "smoke": StudyPlan(
         NANO, bench_rounds=1, bench_warmup=0, scaling_sizes=(32, 64), scaling_time=False
