@@ -1,25 +1,15 @@
-"""The training loop: `train(config, out_dir)`, single process or DDP.
+"""The training loop: `train(config, out_dir)`, single process or DDP (docs/training.md,
+"The loop").
 
-Design decisions (see docs/training.md):
-
-* Every random draw of a step (augmentation, stochastic depth) comes from generators seeded
-  with (seed, micro-batch number, rank), and the loader is a pure function of (seed, epoch,
-  batch). So the state to resume exactly is just the step counters, weights, optimizer, LR
-  scheduler and EMA, and a resumed run equals an uninterrupted one bit for bit on the CPU.
-* `batch_size` is the global batch of one optimizer step: each of N ranks loads
-  batch_size / (N * accum_steps) per micro-batch, so runs with different process counts or
-  accumulation follow the same schedule.
-* A step makes no host sync: its statistics accumulate on the device (`DeviceStats`) and come
-  to the host, summed over ranks in one all-reduce, every `SYNC_EVERY` steps, at checkpoints
-  and at the end of an epoch. A non-finite loss stops the run at the next sync, naming the step
-  where it first appeared; the checkpoints on disk are all from before it.
-* The run is ``total_steps`` optimizer steps long, epochs x steps per epoch unless set; with a
-  time budget the trainer fixes it after timing its first steps (`maxvit.train.schedule`), and
-  the last epoch may be partial. Every epoch, the partial last one included, ends with an
-  evaluation and a checkpoint.
-* Mixed precision per `precision` (bf16 autocast on GPUs and on request, fp32 by default on the
-  CPU); channels_last on CUDA. Checkpoints: `maxvit.train.checkpoint`; what the user sees:
-  `maxvit.train.log`; how the parts are built: `maxvit.train.build`.
+* Every random draw of a step comes from generators seeded with (seed, micro-batch, rank) and
+  the loader is a pure function of (seed, epoch, batch): resuming needs only the counters,
+  weights, optimizer, scheduler and EMA, and equals an uninterrupted run bit for bit on a CPU.
+* `batch_size` is the global batch of one optimizer step (ranks x accumulation x micro-batch).
+* No host sync inside a step: statistics stay on the device (`DeviceStats`) until a sync every
+  `SYNC_EVERY` steps, at checkpoints and at epoch ends, where a non-finite loss stops the run.
+* The run is ``total_steps`` long (epochs x steps per epoch unless set; a budget fixes it after
+  timing the first steps, `maxvit.train.schedule`); every epoch, the partial last one included,
+  ends with an evaluation and a checkpoint. Parts: `build`, `checkpoint`, `log`, `stats`.
 """
 
 from __future__ import annotations
