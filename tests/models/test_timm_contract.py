@@ -57,13 +57,18 @@ def _build(name: str, **kwargs) -> tuple[torch.nn.Module, str]:
         return _create(name, **kwargs).eval(), device
 
 
-@pytest.mark.parametrize("name", _names(n for n in [*VARIANTS, *BASELINES] if n not in NON_STD))
-def test_model_default_cfgs(name):
+def _built_with_sizes(name):
+    """The model, its device and state dict, after timm's checks of the size attributes."""
     model, device = _build(name)
     assert model.num_classes >= 0
     assert model.num_features > 0
     assert model.head_hidden_size > 0
-    state_dict = model.state_dict()
+    return model, device, model.state_dict()
+
+
+@pytest.mark.parametrize("name", _names(n for n in [*VARIANTS, *BASELINES] if n not in NON_STD))
+def test_model_default_cfgs(name):
+    model, device, state_dict = _built_with_sizes(name)
     cfg = model.default_cfg
     pool_size = cfg["pool_size"]
     input_size = _input_size(model)
@@ -106,11 +111,7 @@ def test_model_default_cfgs(name):
 
 @pytest.mark.parametrize("name", _names(sorted(NON_STD)))
 def test_model_default_cfgs_non_std(name):
-    model, device = _build(name)
-    assert model.num_classes >= 0
-    assert model.num_features > 0
-    assert model.head_hidden_size > 0
-    state_dict = model.state_dict()
+    model, device, state_dict = _built_with_sizes(name)
     cfg = model.default_cfg
     input_tensor = torch.zeros((1, *_input_size(model)), device=device)
     outputs = model.forward_features(input_tensor)
