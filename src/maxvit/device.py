@@ -40,6 +40,12 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     return torch.autocast(device.type, dtype=dtype)
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued device work, so that wall-clock times are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def to_model_layout(x: T, device: torch.device) -> T:
     """channels_last (a model or a batch) on CUDA, where it speeds up convolutions. Training
     and evaluation keep the default layout on the CPU, where the small models of the CPU

@@ -263,6 +263,7 @@ def test_cli_errors(
     assert not (tmp_path / "REPORT.md").exists()
 
 
+@pytest.mark.slow  # a two-model study
 def test_cpu_fit_plan_trains_maxvit_and_coatnet_and_reports_the_fit(
     synthetic_archive: Path, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ def test_smoke_trains_in_reduced_precision(synth_data, tmp_path, precision):
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
+@pytest.mark.slow  # two training runs
 def test_an_fp16_overflow_is_skipped_by_the_scaler_not_a_stop(synth_data, tmp_path, monkeypatch):
     calls = scale_loss_at(monkeypatch, float("inf"), 2)
     run = train(smoke_config(synth_data, *SHORT, "precision=fp16"), tmp_path / "run")
@@ -44,6 +45,7 @@ def test_an_fp16_overflow_is_skipped_by_the_scaler_not_a_stop(synth_data, tmp_pa
         train(smoke_config(synth_data, *SHORT, "precision=fp32"), tmp_path / "fp32")
 
 
+@pytest.mark.slow  # three training runs
 def test_fp16_resume_restores_the_scaler_and_equals_an_uninterrupted_run(
     synth_data, tmp_path, monkeypatch
 ):

@@ -129,6 +129,7 @@ def test_a_budget_plans_the_steps_and_the_lr_ends_on_the_last(
     assert rows[1]["lr"] > 0.0
 
 
+@pytest.mark.slow  # three training runs: about 30 s
 def test_a_budget_run_resumes_and_reruns_its_plan_exactly(
     synth_data, tmp_path, monkeypatch, capsys
 ):

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from maxvit import files
+from maxvit.device import sync
 from maxvit.errors import UserError
 from maxvit.models.variants import NUM_CLASSES
 
@@ -97,12 +98,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     return torch.device(name)
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued device work, so that wall-clock times are complete."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:

@@ -215,9 +215,10 @@ def _run_full_size(args: argparse.Namespace, source) -> int:
     from PIL import Image
     from timm.data import create_transform
 
-    from maxvit.bench.common import resolve_device, sync
+    from maxvit.bench.common import resolve_device
     from maxvit.data import AugmentConfig, BatchAugment
     from maxvit.data.crop import TrainTransform
+    from maxvit.device import sync
 
     device = resolve_device(args.device)
     aug = AugmentConfig(pipeline=args.pipeline)

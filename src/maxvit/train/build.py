@@ -58,7 +58,7 @@ def build_model(
 ) -> tuple[nn.Module, Any, nn.Module]:
     """(the model, its EMA or None, the module a training step calls: DDP-wrapped under
     torchrun). Seeded with ``cfg.seed``; `pretrained` weights loaded, the head re-initialised
-    when the class count differs."""
+    when the class count differs; gradient checkpointing on where `grad_checkpointing` asks."""
     from maxvit.models import create_model
 
     torch.manual_seed(cfg.seed)
@@ -74,6 +74,8 @@ def build_model(
         if ctx.device.type != "cuda" or not ctx.distributed:
             raise UserError("sync_bn needs CUDA and more than one process (torchrun)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     model = to_model_layout(model.to(ctx.device), ctx.device)
     ema = None
     if cfg.ema_decay:

@@ -111,12 +111,13 @@ class RunLog:
             f" | {row['images_per_s']:.1f} img/s, {row['epoch_time_s']:.0f} s"
         )
 
-    def cpu_note(self, *, rate: float, steps_left: int, step_s: float) -> None:
+    def cpu_note(self, batch_size: int, *, steps_left: int, step_s: float) -> None:
         """On a CPU, when the rest of an unbudgeted run takes long: say so, and what to run."""
         if not self.is_main or steps_left * step_s <= CPU_NOTE_AFTER_S:
             return
         say(
-            f"note: training on the CPU at {rate:.1f} img/s, the remaining {steps_left:,} steps "
+            f"note: training on the CPU at {batch_size / step_s:.1f} img/s, the remaining "
+            f"{steps_left:,} steps "
             f"take about {steps_left * step_s / 3600:.1f} h; this recipe is meant for a GPU. On "
             "a CPU, `maxvit train --preset cpu-budget --budget 10m` trains the best model ten "
             "minutes buy (docs/training.md)"

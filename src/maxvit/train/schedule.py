@@ -17,8 +17,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maxvit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 SHAPES = ("cosine", "linear")  # the lr decay after warmup
 
@@ -148,16 +152,15 @@ class RunLength:
     """How many optimizer steps a run trains: ``total_steps``, epochs x steps per epoch, or, with a
     budget, what `plan_steps` makes of the first steps' timing (`after_step`).
 
-    Only time in training steps is timed: evaluations and checkpoints run inside `paused`. `now`
-    returns the wall time after the device's queue has drained (a host sync on a GPU, made twice
-    per run, for the plan).
+    Only time in training steps is timed: evaluations and checkpoints run inside `paused`; the
+    two timings drain `device`'s queue first (a host sync on a GPU, made twice per run).
     """
 
-    def __init__(self, cfg, steps_per_epoch: int, started: float, now: Callable[[], float]) -> None:
+    def __init__(self, cfg, steps_per_epoch: int, started: float, device: torch.device) -> None:
         self.cfg = cfg  # a TrainConfig: budget_minutes, total_steps, epochs, batch_size, tta
         self.steps_per_epoch = steps_per_epoch
         self.started = started  # the budget's clock: when `train` was called (time.monotonic)
-        self.now = now
+        self.device = device
         fixed = cfg.total_steps or cfg.epochs * steps_per_epoch
         self.total: int | None = None if cfg.budget_minutes and not cfg.total_steps else fixed
         self.paused_s = 0.0
@@ -177,6 +180,18 @@ class RunLength:
     def epochs(self) -> int:
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
+    def describe(self) -> str:
+        """The run's length for its first line: "40 epochs", or "a 10 min budget" before its plan."""
+        return (
+            f"{self.epochs} epochs" if self.planned else f"a {self.cfg.budget_minutes:g} min budget"
+        )
+
+    def spent(self) -> str:
+        """Wall time since `train` was called, with the budget where there is one."""
+        spent = format_duration(time.monotonic() - self.started)
+        budget = self.cfg.budget_minutes
+        return f"{spent} (budget {format_duration(budget * 60)})" if budget else spent
+
     def epoch_steps(self, epoch: int) -> int:
         """Steps of epoch `epoch` (0-based): all of them, but for a partial last epoch."""
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
@@ -189,6 +204,13 @@ class RunLength:
             yield
         finally:
             self.paused_s += time.monotonic() - start
+
+    def now(self) -> float:
+        """Wall time, after the device's queue has drained."""
+        from maxvit.device import sync
+
+        sync(self.device)
+        return time.monotonic()
 
     def after_step(
         self, done_here: int, done_steps: int, val_images: Callable[[], int]

@@ -11,7 +11,10 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType, TracebackType
+
+from maxvit.errors import Interrupted
 
 NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal number, as shells do
@@ -37,6 +40,16 @@ class StopSignals:
             "(send it again to stop at once)",
             file=sys.stderr,
             flush=True,
+        )
+
+    def interrupted(self, where: str, checkpoint: Path, out: Path) -> Interrupted:
+        """The error that ends a run stopped by the signal, once its step is checkpointed: what
+        was saved, how to resume, and the shell's exit code for the signal."""
+        name = NAMES.get(self.signal, "a signal on another rank")
+        return Interrupted(
+            f"{name} {where}; checkpoint {checkpoint}; resume with: maxvit train --resume "
+            f"--out {out}",
+            EXIT_CODES.get(self.signal, 143),
         )
 
     def __enter__(self) -> StopSignals:

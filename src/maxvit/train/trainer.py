@@ -25,7 +25,7 @@ from torch import nn
 
 from maxvit.data import BatchAugment, build_train_loader
 from maxvit.device import autocast, resolve_precision, to_model_layout
-from maxvit.errors import Interrupted, UserError
+from maxvit.errors import UserError
 from maxvit.files import folder_lock
 from maxvit.train import build, distributed
 from maxvit.train import checkpoint as ckpt
@@ -105,8 +105,6 @@ class _Run:
         self.img_size: int = config.img_size or default_img_size(config.model)
         self.precision = resolve_precision(config.precision, self.device)
         self.model, self.ema, net = build.build_model(config, classes, self.img_size, ctx, say)
-        if config.grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
         self.micro_batch = build.micro_batch(config, ctx.world_size)
         check_fits(self.model, self.img_size, self.micro_batch, config.num_workers, config.model)
         self.loader = build_train_loader(
@@ -115,7 +113,9 @@ class _Run:
             world_size=ctx.world_size, bad_samples=config.bad_samples,
         )  # fmt: skip
         self.steps_per_epoch = build.steps_per_epoch(config, len(self.loader))
-        self.length = sched.RunLength(config, self.steps_per_epoch, started, self._now)
+        # the stride of the fixed train subset that `fit_images` scores at each epoch end
+        self.fit_every = max(1, (self.source.count("train") or 0) // max(1, config.fit_images))
+        self.length = sched.RunLength(config, self.steps_per_epoch, started, self.device)
         self.batch_aug = BatchAugment(config.aug, classes, self.img_size).to(self.device)
         # BatchAugment draws its seed from this generator on the host: a CPU generator, so that
         # drawing it is no device sync (its work runs on the device all the same)
@@ -135,7 +135,10 @@ class _Run:
         self.progress = Progress()
         self.stop = StopSignals()
         if state is not None:
-            self._restore(state)
+            self.progress = Progress(**ckpt.restore(
+                state, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                ema=self.ema, scaler=self.scaler,
+            ))  # fmt: skip
         if ctx.is_main:  # everything is built: only now is the run folder made
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, saved)
@@ -151,17 +154,12 @@ class _Run:
                 "with --set epochs=N, or total_steps, to train on)"
             )
             return self.out
-        ctx = self.ctx
+        ranks = self.ctx.world_size
         self.log.say(
-            f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} "
-            f"(x{ctx.world_size}), {self.steps_per_epoch} steps/epoch x "
-            + (
-                f"{length.epochs} epochs"
-                if length.planned
-                else f"a {cfg.budget_minutes:g} min budget"
-            )
-            + f", batch {cfg.batch_size} = {ctx.world_size} rank(s) x {cfg.accum_steps} x "
-            f"{self.micro_batch}" + (f"; resuming at step {p.step}" if p.step else "")
+            f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} (x{ranks}), "
+            f"{self.steps_per_epoch} steps/epoch x {length.describe()}, batch {cfg.batch_size} = "
+            f"{ranks} rank(s) x {cfg.accum_steps} x {self.micro_batch}"
+            + (f"; resuming at step {p.step}" if p.step else "")
         )
         self.session = (time.monotonic(), p.step)  # this process's training: start, first step
         try:
@@ -170,15 +168,12 @@ class _Run:
                     self._train_epoch()
         finally:
             self.log.close()
-        if ctx.is_main:
+        if self.ctx.is_main:
             from maxvit.train.report import write_report
 
             write_report(self.out)
-            spent = sched.format_duration(time.monotonic() - length.started)
-            budget = f" (budget {sched.format_duration(cfg.budget_minutes * 60)})"
-            tta = " with flip TTA" if cfg.tta == "flip" else ""
-            say(
-                f"done in {spent}{budget if cfg.budget_minutes else ''}: val top-1{tta} "
+            self.log.say(
+                f"done in {length.spent()}: val top-1{' with flip TTA' * (cfg.tta == 'flip')} "
                 f"{self.last_top1:.2f}% at the end, best {p.best_top1:.2f}% (epoch "
                 f"{p.best_epoch}); run folder {self.out}"
             )
@@ -210,16 +205,17 @@ class _Run:
             if p.step % SYNC_EVERY == 0 or checkpoint or stop_now or done_here == 1:
                 if self._sync():
                     self._save("last")
-                    self._stopped()
+                    raise self.stop.interrupted(
+                        f"at step {p.step} (epoch {p.epoch + 1}, step {p.step_in_epoch} of "
+                        f"{length.epoch_steps(p.epoch)})", self.ckpt_dir / "last.pt", self.out,
+                    )  # fmt: skip
             if checkpoint:
                 with length.paused():
                     self._save("last")
             if done_here == CPU_NOTE_AFTER and self.device.type == "cpu" and length.planned:
                 step_s = (time.monotonic() - self.session[0]) / CPU_NOTE_AFTER
                 self.log.cpu_note(
-                    rate=cfg.batch_size / step_s,
-                    steps_left=length.total_steps - p.step,
-                    step_s=step_s,
+                    cfg.batch_size, steps_left=length.total_steps - p.step, step_s=step_s
                 )
         self.log.close_bar()
         self._sync()
@@ -295,18 +291,8 @@ class _Run:
 
     def _val_images(self) -> int:
         """Images evaluated at each epoch end (for a budget's plan)."""
-        fit = (self.source.count("train") or 0) // self._fit_every() if self.cfg.fit_images else 0
+        fit = (self.source.count("train") or 0) // self.fit_every if self.cfg.fit_images else 0
         return (self.source.count("val") or 0) + fit
-
-    def _fit_every(self) -> int:
-        """The stride of the fixed train subset of `fit_images`."""
-        return max(1, (self.source.count("train") or 0) // self.cfg.fit_images)
-
-    def _now(self) -> float:
-        """Wall time, after the device's queue has drained (a host sync: for the plan only)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.monotonic()
 
     def _fix_plan(self, plan: sched.Plan) -> None:
         """Fix the step count of a budget (rank 0's plan, for all ranks), write it to
@@ -328,7 +314,7 @@ class _Run:
             say(line)
         val = self._evaluate("val", tta=cfg.tta)
         if cfg.fit_images:  # how far the model fits its train set: a fixed subset, no TTA
-            fit = self._evaluate("train", every=self._fit_every())
+            fit = self._evaluate("train", every=self.fit_every)
             val |= {"fit_top1": fit["top1"], "fit_n": fit["n"]}
         row = p.end_epoch(val, lr=self.scheduler.get_last_lr()[0], eval_s=time.perf_counter() - t0)
         self.last_top1 = val["top1"]
@@ -348,7 +334,6 @@ class _Run:
             precision=self.precision, bad_samples=cfg.bad_samples, **options,
         )  # fmt: skip
 
-    # ---- state -----------------------------------------------------------------------------
     def _save(self, name: str, *, best: bool = False) -> None:
         """Checkpoint `name` (rank 0 only); see `maxvit.train.checkpoint.save_checkpoint`."""
         if not self.ctx.is_main:
@@ -363,21 +348,3 @@ class _Run:
                 "eval_crop": self.cfg.eval_crop,
             },
         )  # fmt: skip
-
-    def _restore(self, state: dict) -> None:
-        self.progress = Progress(**ckpt.restore(
-            state, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-            ema=self.ema, scaler=self.scaler,
-        ))  # fmt: skip
-
-    def _stopped(self) -> None:
-        """After the checkpoint of a signal's step: say what was saved and how to resume."""
-        from maxvit.train.stop import EXIT_CODES, NAMES
-
-        p, sig = self.progress, self.stop.signal
-        raise Interrupted(
-            f"{NAMES.get(sig, 'a signal on another rank')} at step {p.step} (epoch {p.epoch + 1}, "
-            f"step {p.step_in_epoch} of {self.length.epoch_steps(p.epoch)}); checkpoint "
-            f"{self.ckpt_dir / 'last.pt'}; resume with: maxvit train --resume --out {self.out}",
-            EXIT_CODES.get(sig, 143),
-        )
