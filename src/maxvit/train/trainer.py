@@ -155,11 +155,11 @@ class _Run:
             )
             return self.out
         ranks = self.ctx.world_size
+        resuming = f"; resuming at epoch {p.epoch + 1} step {p.step_in_epoch}" if p.step else ""
         self.log.say(
             f"run {self.out}: {cfg.model} at {self.img_size}px on {self.device} (x{ranks}), "
             f"{self.steps_per_epoch} steps/epoch x {length.describe()}, batch {cfg.batch_size} = "
-            f"{ranks} rank(s) x {cfg.accum_steps} x {self.micro_batch}"
-            + (f"; resuming at step {p.step}" if p.step else "")
+            f"{ranks} rank(s) x {cfg.accum_steps} x {self.micro_batch}{resuming}"
         )
         self.session = (time.monotonic(), p.step)  # this process's training: start, first step
         try:
@@ -318,7 +318,6 @@ class _Run:
             val |= {"fit_top1": fit["top1"], "fit_n": fit["n"]}
         row = p.end_epoch(val, lr=self.scheduler.get_last_lr()[0], eval_s=time.perf_counter() - t0)
         self.last_top1 = val["top1"]
-        row["elapsed_s"] = time.monotonic() - self.length.started
         tta = " (val: flip TTA)" if cfg.tta == "flip" else ""
         self.log.epoch(row, f"epoch {row['epoch']}/{self.length.epochs}{tta}")
         self._save("last", best=p.best_epoch == row["epoch"])
