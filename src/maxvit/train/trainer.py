@@ -25,7 +25,7 @@ from torch import nn
 
 from maxvit.data import BatchAugment, build_train_loader
 from maxvit.device import autocast, resolve_precision, to_model_layout
-from maxvit.errors import Interrupted, UserError
+from maxvit.errors import Interrupted, UserError, signals_interrupt
 from maxvit.files import folder_lock
 from maxvit.train import build, distributed
 from maxvit.train import checkpoint as ckpt
@@ -70,9 +70,13 @@ def train(
     held = folder_lock(out_dir) if ctx.is_main else contextlib.nullcontext()
     try:
         with held:
-            run = _Run(
-                config, Path(out_dir), ctx, resume=resume, download=download, started=started
-            )
+            # a signal while building (data prepared on first use included) ends in one line;
+            # from the first step on, StopSignals checkpoints the step instead
+            with signals_interrupt(f"starting the run in {out_dir}; nothing was written"):
+                run = _Run(
+                    config, Path(out_dir), ctx, resume=resume, download=download,
+                    started=started,
+                )  # fmt: skip
             return run.run()
     finally:
         distributed.cleanup(ctx)
