@@ -53,6 +53,16 @@ def test_user_error_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1
 
 
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`maxvit models | head -1`: the reader is gone (before: a BrokenPipeError traceback)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maxvit", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""
+
+
 def test_keep_freed_memory_respects_the_environment(monkeypatch):
     import platform
 

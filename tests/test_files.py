@@ -90,6 +90,20 @@ def test_check_writable_names_the_folder_and_leaves_nothing(tmp_path):
     assert info.value.filename == "/proc"
 
 
+def test_a_file_where_a_folder_must_be_is_named(tmp_path):
+    """Before: `cannot write PATH: File exists` (mkdir's words) for a file on the way."""
+    file = tmp_path / "afile"
+    file.write_text("keep")
+    for out in (file / "run", file / "a" / "b"):
+        with pytest.raises(WriteError) as info, folder_lock(out):
+            pass
+        assert str(info.value) == f"cannot write {out}: {file} is a file, not a folder"
+    with pytest.raises(WriteError) as info, writing(file):
+        file.mkdir(exist_ok=True)  # a folder asked for where a file is
+    assert str(info.value) == f"cannot write {file}: {file} is a file, not a folder"
+    assert file.read_text() == "keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
 # -------------------------------------------------------------------------------------------
 # A failed write: one line naming the path the user knows
 

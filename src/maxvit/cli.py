@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output (`| head`) is gone: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool that stopped on it
     except OSError as exc:  # a path the user gave that cannot be read or written
         if exc.filename is None:
             raise

@@ -117,7 +117,14 @@ def cannot_write(
     path: str | Path, code: int | None, reason: str, need: int | None = None
 ) -> WriteError:
     """The `WriteError` of a write of `path` that failed with `code` (an errno) and `reason`;
-    `need` bytes, where known, are named on a full disk beside the space free."""
+    `need` bytes, where known, are named on a full disk beside the space free; a file where a
+    folder must be (on the way to `path`, or `path` itself when it is made as a folder) is named
+    instead of the bare "File exists" or "Not a directory"."""
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        path = Path(path)
+        file = next((p for p in (*reversed(path.parents), path) if p.is_file()), None)
+        if file is not None:
+            reason = f"{shown(file)} is a file, not a folder"
     if code == errno.ENOSPC:
         reason = os.strerror(errno.ENOSPC)
         free = format_size(free_space(path))
@@ -149,6 +156,21 @@ def writing(path: str | Path, need: int | None = None) -> Iterator[None]:
             raise
         code = int(found.group(1))
         raise cannot_write(path, code, os.strerror(code), need) from None
+
+
+def cache_root() -> Path:
+    """Where maxvit caches what it derives from read-only data: ``$XDG_CACHE_HOME/maxvit``
+    (``~/.cache/maxvit``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "maxvit"
+
+
+def writable(folder: str | Path) -> bool:
+    """Whether new files can go into `folder`: writable for us and not marked read-only (root
+    passes `os.access` on any folder, so a folder without any write permission bit, a read-only
+    data share, also counts as read-only)."""
+    folder = Path(folder)
+    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
 
 
 def check_space(path: str | Path, need: int) -> None:

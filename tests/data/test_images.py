@@ -123,3 +123,13 @@ def test_a_tiny_bomb_file_is_refused(tmp_path):
         decode_rgb(path)
     with pytest.raises(ImageError, match="cannot read"):
         decode_rgb(tmp_path / "missing.jpg")
+
+
+def test_a_file_that_cannot_be_read_is_named_with_the_reason_only(tmp_path):
+    """Before: `cannot read DIR (IsADirectoryError: [Errno 21] Is a directory: 'DIR')`."""
+    with pytest.raises(ImageError) as info:
+        decode_rgb(tmp_path)  # `maxvit predict FOLDER`
+    assert str(info.value) == f"cannot read {tmp_path} (Is a directory)"
+    with pytest.raises(ImageError) as info:
+        decode_rgb(tmp_path / "missing.jpg")
+    assert str(info.value) == f"cannot read {tmp_path / 'missing.jpg'} (No such file or directory)"

@@ -255,7 +255,7 @@ def test_ensure_prepared(synthetic_archive, tmp_path, monkeypatch, capsys):
     assert ensure_prepared(out) == out
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
     # a read-only folder: prepared in the cache instead
-    monkeypatch.setattr(prep, "_writable", lambda folder: False)
+    monkeypatch.setattr(prep, "writable", lambda folder: False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cached = ensure_prepared(archive)
     assert cached.parent == tmp_path / "cache" / "maxvit" and cached.name.endswith("-prepared")
@@ -405,3 +405,56 @@ def test_a_folder_another_process_prepares_is_refused_or_awaited(
         assert ensure_prepared(archive) == target
     assert f"waiting for PID {pid}, which is using {target}\n" in capsys.readouterr().err
     verify(target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "step, sig, name",
+    [("read_layout", signal.SIGTERM, "SIGTERM"), ("decode_into", signal.SIGINT, "SIGINT (Ctrl-C)")],
+)
+def test_a_signal_while_train_prepares_on_first_use_leaves_nothing_in_one_line(
+    synthetic_archive, tmp_path, step, sig, name
+):
+    """Before: a signal while train read a large archive's layout (before the copy was begun)
+    killed it without a word, leaving its lock file."""
+    import shutil
+
+    archive = Path(shutil.copy(synthetic_archive, tmp_path / "tiny-imagenet-200.zip"))
+    target = tmp_path / "tiny-imagenet-200-prepared"
+    slow = f"def slow(*args):\n    print('{step}', flush=True)\n    time.sleep(60)\n"
+    proc = _maxvit_with(
+        f"{slow}prep.{step} = slow",
+        *("train", "--preset", "smoke", "--data", str(archive), "--out", str(tmp_path / "run")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == f"{step}\n"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert err == (
+        f"preparing {archive} into {target} (first use)\n"
+        f"interrupted: {name} while preparing {target}; the unfinished copy was removed\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [archive.name]  # no copy, lock or run
+
+
+def test_a_damaged_manifest_or_a_prepared_source_is_one_line(prepared_synthetic, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(prepared_synthetic, tmp_path / "p"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    damaged = [
+        {k: v for k, v in manifest.items() if k != "files"},
+        {**manifest, "files": [1, 2]},
+        {**manifest, "splits": {"train": {"count": "many"}}},
+    ]
+    for crafted in damaged:  # before: KeyError, AttributeError
+        (folder / "manifest.json").write_text(json.dumps(crafted))
+        with pytest.raises(UserError, match="manifest.json is damaged .*prepare it again"):
+            ensure_prepared(folder)
+    with pytest.raises(UserError, match=r"is prepared already: pass it as it is \(--data"):
+        prepare(prepared_synthetic, tmp_path / "out", quiet=True)  # before: two lines
+    assert not (tmp_path / "out").exists()

@@ -200,3 +200,19 @@ def test_shards_that_cannot_be_counted_are_one_line(tmp_path, monkeypatch):
         "cannot count the samples of shard train-0.tar: ReadError: empty file",
     )
     assert not (junk / "maxvit-counts.json").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_pattern_naming_shards_that_are_not_there_is_one_line(shards, tmp_path, monkeypatch):
+    """Before: a note that the shards would be counted, then `FileNotFoundError: 2`."""
+    from maxvit.data.shards import _one_line
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    pattern = f"{tmp_path}/{{train,val}}-000000.tar"
+    with pytest.raises(UserError) as info:
+        open_data(pattern)
+    assert str(info.value) == f"{tmp_path}/train-000000.tar (a shard of {pattern}) is not a file"
+    assert not (tmp_path / "cache").exists()
+    assert _one_line(FileNotFoundError(2, "No such file or directory")) == (
+        "No such file or directory"
+    )
+    open_data(f"{shards}/{{train-000000,val-000000}}.tar")  # shards that are there

@@ -238,3 +238,35 @@ def test_a_signal_while_sharding_removes_the_unfinished_folder_in_one_line(
     err = capsys.readouterr().err
     assert err == f"interrupted: {name} while writing {out}; its unfinished shards were removed\n"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_outputs_that_are_files_or_inside_the_source_and_bad_workers_are_one_line(
+    synthetic_tree, tmp_path, capsys
+):
+    """Before: --force replaced a file by the shards and left `.NAME.old-PID` beside them, and
+    would have deleted any folder (the source included); an --out inside the source failed
+    naming its temporary folder; --workers -1 was a traceback."""
+    file = tmp_path / "afile"
+    file.write_text("keep")
+    source = tmp_path / "tree"
+    shutil.copytree(synthetic_tree, source)
+    cases = {
+        ("--out", str(file), "--force"): f"{file} exists and is not a folder; choose another --out",
+        ("--out", str(source), "--force"): f"{source} holds no shards (no manifest.json); "
+        "choose another --out",
+        ("--out", str(source / "train" / "s")): f"--out {source / 'train' / 's'} is inside the "
+        f"source {source}; choose a folder outside it",
+        ("--out", str(file / "s")): f"cannot write the shards to {file / 's'}: {file} is a file, "
+        "not a folder; nothing was kept",
+        ("--out", str(tmp_path / "s"), "--workers", "-1"): "--workers must be >= 1, got -1",
+    }
+    for args, message in cases.items():
+        assert run_cli("shard", str(source), *args) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+    assert file.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "tree"]
+    assert sorted(p.name for p in (source / "train").iterdir()) == sorted(
+        p.name for p in (synthetic_tree / "train").iterdir()
+    )
+    assert run_cli("verify", str(source), "--workers", "-2") == 2
+    assert capsys.readouterr().err == "error: --workers must be >= 1, got -2\n"

@@ -89,6 +89,32 @@ def test_predict_rejects_a_non_image(run, tmp_path, capsys):
     assert err.startswith(f"error: cannot decode {bad} (not an image") and err.count("\n") == 1
 
 
+def test_paths_and_names_on_the_command_line_are_taken_as_given(
+    synth_data, tmp_path, monkeypatch, capsys
+):
+    """Before: --data and --model were read as YAML (a folder named 123 was `expected str, got
+    123`); a non-UTF-8 --out was a traceback from the TensorBoard writer after the run folder
+    was made, a non-UTF-8 --data PyYAML's error on three lines; an --out that is a file was
+    `Not a directory` after the model was built."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("keep")
+    smoke = ["train", "--preset", "smoke"]
+    cases = {
+        ("--data", "123", "--out", "r"): f"error: {tmp_path / '123'} does not exist; accepted",
+        ("--data", "a: b", "--out", "r"): f"error: {tmp_path / 'a: b'} does not exist; accepted",
+        ("--model", "7", "--data", str(synth_data), "--out", "r"): "error: unknown model '7'",
+        ("--out", "r/\udcff"): "error: --out r/\\xff is not UTF-8; rename it or choose another",
+        ("--data", "\udcff", "--out", "r"): "error: --data \\xff is not UTF-8; rename it or",
+        ("--out", "afile"): "error: afile exists and is not a folder; choose another --out",
+    }
+    for args, start in cases.items():
+        assert main([*smoke, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(start) and err.count("\n") == 1, err
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
 @pytest.mark.slow
 def test_report_rewrites_curves_and_summary(run, capsys):
     (run / "curves.png").unlink()

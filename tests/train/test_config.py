@@ -142,6 +142,14 @@ def test_bad_values_are_user_errors(item, message):
         apply_overrides(load_preset("seed"), [item])
 
 
+@pytest.mark.parametrize("item", ["lr=[1", "data=\udcff\udcfe", "aug.erase_area={a: [}"])
+def test_a_value_yaml_cannot_read_is_one_line(item):
+    """Before: PyYAML's error, with its position and a caret on lines of their own."""
+    with pytest.raises(UserError, match=f"^--set {item.partition('=')[0]}: cannot parse") as info:
+        apply_overrides(load_preset("seed"), [item])
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_preset_lists_presets():
     with pytest.raises(UserError, match="valid presets: .*cpu-mini.*seed"):
         load_preset("sed")

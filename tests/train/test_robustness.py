@@ -10,6 +10,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -332,3 +333,28 @@ def test_a_signal_checkpoints_the_step_and_resume_equals_an_uninterrupted_run(
 def test_a_second_signal_stops_at_once(synth_data, tmp_path):
     stopped = _signal_mid_run(synth_data, tmp_path / "run", tmp_path, signal.SIGTERM, twice=True)
     assert stopped.returncode == -signal.SIGTERM  # no handler the second time: the default action
+
+
+def test_a_signal_while_the_run_is_built_is_one_line_and_leaves_nothing(synth_data, tmp_path):
+    """Before: SIGTERM between the run folder's lock and the first step killed the process
+    without a word, leaving the lock file."""
+    code = (
+        "import sys, time\nfrom maxvit.train import build\n"
+        "def slow(*args, **kwargs):\n    print('building', flush=True)\n    time.sleep(60)\n"
+        "build.build_model = slow\nfrom maxvit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "train", "--preset", "smoke", "--data", str(synth_data),
+         "--out", str(run)],
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "building\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err == f"interrupted: SIGTERM while starting the run in {run}; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []

@@ -90,7 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="decode threads (default: CPUs, max 8)"
     )
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing --out folder of shards"
+    )
     p.set_defaults(func=_shard)
 
     p = cmds.add_parser(
@@ -178,6 +180,8 @@ def _verify(args: argparse.Namespace) -> int:
     from maxvit.data.sources import open_data
     from maxvit.errors import UserError
 
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     verified = open_data(args.dir).verify(args.workers or min(os.cpu_count() or 1, 8))
     for name, problem in verified.bad:
         print(f"bad: {name}: {problem}")

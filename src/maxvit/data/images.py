@@ -47,6 +47,8 @@ class ImageError(UserError):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image in a format PIL knows"
+    if isinstance(exc, OSError) and exc.strerror:  # "Is a directory", not the whole repr
+        return exc.strerror
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

@@ -19,6 +19,7 @@ write. This module does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,11 +36,13 @@ from maxvit.data.archive import HINT, NUM_CLASSES, SPLITS, Archive, open_archive
 from maxvit.data.images import ImageError, open_image, to_rgb
 from maxvit.errors import UserError, signals_interrupt
 from maxvit.files import (
+    cache_root,
     check_space,
     folder_lock,
     reserve,
     sha256_file,
     staging_dir,
+    writable,
     write_json,
     writing,
 )
@@ -217,11 +220,17 @@ def prepare(
     unfinished folder is removed.
     """
     out = Path(out).expanduser().absolute()
-    with folder_lock(out):
+    with _interruptible(out), folder_lock(out):
         return _prepare(
             source, out, expected_classes, skip_bad=skip_bad, force=force, workers=workers,
             quiet=quiet,
         )  # fmt: skip
+
+
+def _interruptible(out: Path) -> contextlib.AbstractContextManager[None]:
+    """SIGINT and SIGTERM from the lock to the end of a preparation (reading a large archive's
+    layout takes a while) remove the unfinished copy and end in one line."""
+    return signals_interrupt(f"preparing {out}; the unfinished copy was removed")
 
 
 def _prepare(
@@ -238,6 +247,8 @@ def _prepare(
     from tqdm import tqdm
 
     _check_destination(out, force)
+    if Path(source).is_dir() and (Path(source) / MANIFEST).is_file():
+        raise UserError(f"{source} is prepared already: pass it as it is (--data {source})")
     src = open_archive(source)
     layout = read_layout(src, expected_classes)
     if workers is None:  # threads were slower than one on the 2-vCPU machine (docs/data.md)
@@ -245,10 +256,7 @@ def _prepare(
         workers = 1 if cpus <= 2 else min(cpus, 8)
     total = sum(len(v) for v in layout.files.values())
     check_space(out, total * _ROW_BYTES)  # before the decoding, not after
-    with (
-        signals_interrupt(f"preparing {out}; the unfinished copy was removed"),
-        staging_dir(out, replace=force) as tmp,
-    ):
+    with staging_dir(out, replace=force) as tmp:
         with tqdm(total=total, unit="img", desc="decode", disable=quiet or None) as bar:
             splits = {
                 split: _write_arrays(
@@ -313,6 +321,8 @@ def read_prepared_manifest(folder: str | Path) -> dict:
         raise UserError(f"{path} is not valid JSON ({exc}); prepare the data set again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path}: unknown format; prepare the data set again with this version")
+    if not _well_formed(manifest):
+        raise UserError(f"{path} is damaged (fields missing or mistyped); prepare it again")
     for name, record in manifest["files"].items():
         file = folder / name
         if not file.is_file():
@@ -320,6 +330,19 @@ def read_prepared_manifest(folder: str | Path) -> dict:
         if file.stat().st_size != record["bytes"]:
             raise UserError(f"{folder}: {name} has the wrong size; prepare the data set again")
     return manifest
+
+
+def _well_formed(manifest: dict) -> bool:
+    """The manifest has the fields, of the types, that the checks and the loaders read."""
+    try:
+        files, splits = manifest["files"].items(), [manifest["splits"][s] for s in SPLITS]
+        return isinstance(manifest["classes"], int) and all(
+            [isinstance(r["bytes"], int) and isinstance(r["sha256"], str) for _, r in files]
+            + [isinstance(name, str) and "/" not in name for name, _ in files]
+            + [isinstance(s["count"], int) and isinstance(s["skipped"], list) for s in splits]
+        )
+    except (KeyError, TypeError, AttributeError):
+        return False
 
 
 def skipped_images(folder: str | Path, split: str) -> list[tuple[str, str]]:
@@ -379,17 +402,6 @@ def verify(folder: str | Path) -> dict:
 # Prepared on first use
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "maxvit"
-
-
-def _writable(folder: Path) -> bool:
-    """Writable for us and not marked read-only: root passes `os.access` on any folder, so a
-    folder without any write permission bit (a read-only data share) also counts as read-only."""
-    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
-
-
 def prepared_location(source: Path) -> Path:
     """Where `ensure_prepared` keeps the prepared form of an archive or unpacked folder.
 
@@ -398,10 +410,10 @@ def prepared_location(source: Path) -> Path:
     """
     source = source.absolute()
     stem = source.stem if source.is_file() else source.name
-    if _writable(source.parent):
+    if writable(source.parent):
         return source.parent / f"{stem}-prepared"
     digest = hashlib.sha1(str(source).encode()).hexdigest()[:10]
-    return _cache_root() / f"{stem}-{digest}-prepared"
+    return cache_root() / f"{stem}-{digest}-prepared"
 
 
 def ensure_prepared(data: str | Path) -> Path:
@@ -422,7 +434,7 @@ def ensure_prepared(data: str | Path) -> Path:
     target = prepared_location(path)
     if is_prepared(target):
         return target
-    with folder_lock(target, wait=True):
+    with _interruptible(target), folder_lock(target, wait=True):
         if is_prepared(target):  # prepared by the process we waited for
             return target
         print(f"preparing {path} into {target} (first use)", file=sys.stderr)

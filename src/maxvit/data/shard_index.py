@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maxvit.data.prepare import _cache_root, _writable
 from maxvit.data.shards import SampleError, label_of, read_text, samples, shard_name
 from maxvit.errors import UserError
-from maxvit.files import write_json
+from maxvit.files import cache_root, writable, write_json
 
 MANIFEST_FORMAT = "maxvit-shards/1"
 COUNTS_FORMAT = "maxvit-shard-counts/1"
@@ -220,10 +219,10 @@ def _stamp(url: str) -> list[int] | None:
 
 def _cache_file(location: str) -> Path:
     folder = Path(location)
-    if folder.is_dir() and _writable(folder):
+    if folder.is_dir() and writable(folder):
         return folder / COUNTS_FILE
     digest = hashlib.sha1(location.encode()).hexdigest()[:12]
-    return _cache_root() / f"shard-counts-{digest}.json"
+    return cache_root() / f"shard-counts-{digest}.json"
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, Any]]:

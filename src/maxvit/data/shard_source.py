@@ -192,7 +192,12 @@ def _shard_urls(spec: str | Path) -> tuple[Path | None, str, list[str]]:
         if not urls:
             raise UserError(f"{folder} holds no train or val .tar shards; {LAYOUTS}")
         return folder, str(folder), urls
-    return None, spec, [u for part in spec.split("::") for u in braceexpand.braceexpand(part)]
+    urls = [u for part in spec.split("::") for u in braceexpand.braceexpand(part)]
+    local = [u for u in urls if not u.startswith("pipe:") and "://" not in u]
+    missing = next((u for u in local if not Path(u).is_file()), None)
+    if missing is not None:  # one line now, not a counting pass that fails on it
+        raise UserError(f"{missing} (a shard of {spec}) is not a file")
+    return None, spec, urls
 
 
 def _by_split(urls: list[str], location: str, folder: Path | None) -> dict[str, list[str]]:

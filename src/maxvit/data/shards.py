@@ -133,6 +133,8 @@ def samples(url: str, errors: list[tuple[str, str]]) -> Iterator[dict[str, Any]]
 
 def _one_line(exc: BaseException) -> str:
     """What went wrong reading a shard, without a subprocess's argument tuple."""
+    if isinstance(exc, OSError) and exc.strerror:  # not "FileNotFoundError: 2"
+        return exc.strerror
     text = str(exc.args[0] if exc.args else exc)
     status = re.search(r"\): exit (\d+) \(read\)", text)  # webdataset's Pipe: "(args): exit N"
     if status:

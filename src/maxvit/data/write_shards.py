@@ -32,7 +32,7 @@ from maxvit.data.shard_index import MANIFEST_FORMAT, classes_sha256
 from maxvit.data.source import LABELLED_SPLITS, DataSource
 from maxvit.data.sources import open_data
 from maxvit.errors import UserError, signals_interrupt
-from maxvit.files import sha256_file, staging_dir, write_json
+from maxvit.files import WriteError, sha256_file, staging_dir, write_json
 
 
 def _stem(name: str) -> str:
@@ -156,7 +156,25 @@ def _cannot_write(out: Path, exc: OSError, written: int | None) -> str:
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC and written is not None:
         reason += f" after {written / 2**20:.1f} MiB of shards"
+    elif isinstance(exc, WriteError):  # its reason may name a file in the way
+        reason = exc.reason
     return f"cannot write the shards to {out}: {reason}; nothing was kept"
+
+
+def _check_out(out: Path, spec: str | Path, force: bool) -> None:
+    """`out` can take the shards: absent or empty, or with `force` a folder of shards (never a
+    file or another folder, which --force would delete), and outside a local source folder
+    (where the shards would be read as part of the source)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UserError(f"{out} exists and is not empty; pass --force to replace it")
+        if not (out / "manifest.json").is_file():
+            raise UserError(f"{out} holds no shards (no manifest.json); choose another --out")
+    local = Path(str(spec)).expanduser().absolute()
+    if local.is_dir() and out.is_relative_to(local):
+        raise UserError(f"--out {out} is inside the source {local}; choose a folder outside it")
 
 
 def write_shards(
@@ -174,11 +192,11 @@ def write_shards(
     `shard_size` samples per shard; `seed` orders the train samples; `workers` decode threads
     (default: the CPU count, at most 8). Returns `out`, which appears only when complete.
     """
-    if shard_size < 1:
-        raise UserError(f"--shard-size must be >= 1, got {shard_size}")
+    for flag, value in (("--shard-size", shard_size), ("--workers", workers)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
     out = Path(out).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UserError(f"{out} exists and is not empty; pass --force to replace it")
+    _check_out(out, spec, force)
     source = open_data(spec)
     odd = next((c for c in source.classes if not c.isprintable() or c != c.strip()), None)
     if odd is not None:  # classes.txt holds one class per line, stripped

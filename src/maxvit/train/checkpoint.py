@@ -272,6 +272,8 @@ def read_resume_state(folder: Path, *, resume: bool, is_main: bool) -> dict[str,
 
     last = folder / "last.pt"
     run = folder.parent
+    if run.exists() and not run.is_dir():
+        raise UserError(f"{run} exists and is not a folder; choose another --out")
     if is_main and folder.is_dir():
         for stale in remove_stale_temps(folder):
             say(f"removed {stale}, left by an interrupted checkpoint write")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -135,18 +136,18 @@ def _train(args: argparse.Namespace) -> int:
         _choose_path(args)
     preset = args.preset or "seed"
     out = Path(args.out or f"runs/{preset}")
+    for flag, path in (("--out", str(out)), ("--data", args.data)):
+        _check_utf8(flag, path)
     resume = _resuming(args.resume, out)
     saved = load_config(out / "config.yaml") if resume else None
     overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"model={args.model}")
-    if args.data:
-        overrides.append(f"data={args.data}")
     if args.budget:
         from maxvit.train.schedule import parse_budget
 
         overrides.append(f"budget_minutes={parse_budget(args.budget)}")
     config = apply_overrides(saved or load_preset(preset), overrides)
+    flags = {"model": args.model, "data": args.data}  # names as given, not read as YAML
+    config = dataclasses.replace(config, **{k: v for k, v in flags.items() if v is not None})
     config = dataclasses.replace(config, data=_absolute(config.data))
     if saved is not None:
         _check_same_run(saved, config, args.preset, out)
@@ -154,6 +155,18 @@ def _train(args: argparse.Namespace) -> int:
         _make_mini(None, download=args.download)
     train(config, out, resume=resume, download=args.download)
     return 0
+
+
+def _check_utf8(flag: str, path: str | None) -> None:
+    """A run folder's logs and config.yaml hold its paths as UTF-8 text: a path that is not
+    (a file name in another encoding) is refused before anything is made."""
+    from maxvit.errors import UserError
+
+    try:
+        (path or "").encode()
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode(errors="backslashreplace")
+        raise UserError(f"{flag} {shown} is not UTF-8; rename it or choose another path") from None
 
 
 def _resuming(mode: str | None, out: Path) -> bool:

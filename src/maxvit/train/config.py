@@ -177,7 +177,8 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise UserError(f"--set {key}: cannot parse value {text!r}: {exc}") from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise UserError(f"--set {key}: cannot parse value {text!r}: {problem}") from None
         items.append((key.strip(), value))
     return _build(config, items)
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from maxvit.data import BatchAugment, build_train_loader
 from maxvit.device import autocast, resolve_precision, to_model_layout
-from maxvit.errors import UserError
+from maxvit.errors import UserError, signals_interrupt
 from maxvit.files import folder_lock
 from maxvit.train import build, distributed
 from maxvit.train import checkpoint as ckpt
@@ -70,9 +70,11 @@ def train(
     held = folder_lock(out_dir) if ctx.is_main else contextlib.nullcontext()
     try:
         with held:
-            run = _Run(
-                config, Path(out_dir), ctx, resume=resume, download=download, started=started
-            )
+            # a signal while building ends in one line (in training, StopSignals checkpoints)
+            with signals_interrupt(f"starting the run in {out_dir}; nothing was written"):
+                run = _Run(
+                    config, Path(out_dir), ctx, resume=resume, download=download, started=started
+                )
             return run.run()
     finally:
         distributed.cleanup(ctx)
@@ -80,11 +82,9 @@ def train(
 
 class _Run:
     """One training run: `__init__` builds everything from the config (and the checkpoint when
-    resuming), `run` loops over the epochs.
-
-    Nothing is written before everything is built: a start that fails on the data, the model,
-    the batch geometry, compiling or the checkpoint leaves no run folder behind.
-    """
+    resuming), `run` loops over the epochs. Nothing is written before everything is built: a
+    start that fails on the data, the model, the batch geometry, compiling or the checkpoint
+    leaves no run folder behind."""
 
     def __init__(
         self, config: TrainConfig, out: Path, ctx: distributed.DistContext, *, resume: bool,
