@@ -146,7 +146,7 @@ def test_our_maxvit_compiles_frozen_and_agrees_with_eager() -> None:
     model = MaxVit(MaxVitConfig((1,), (32,), 16, partition_size=4), 10, 32).eval()
     x = torch.randn(2, 3, 32, 32)
     settings = RunSettings(device=torch.device("cpu"), channels_last=False, compile=True)
-    frozen = frozen_copy(model, settings)
+    frozen = frozen_copy(model, settings, 32)
     with torch.no_grad():
         expected = model(x)
         got = frozen(x)
@@ -163,6 +163,7 @@ def test_our_maxvit_compiles_frozen_and_agrees_with_eager() -> None:
         (["--models", "vit_nano", "--rounds", "0"], "--rounds"),
         (["--models", "vit_nano", "--compare-to", "vit_nano"], "nothing is left"),
         (["--models", "vit_nano", "--json", "."], "is a folder"),
+        (["--models", "vit_nano", "--precision", "int8"], "add --compile"),
     ],
 )
 def test_bad_input_is_one_line_error(

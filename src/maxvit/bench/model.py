@@ -57,6 +57,12 @@ class ModelBenchConfig(WorkloadOptions):
         "torch.compile every model (compiled in the warm-up rounds); also times a frozen "
         "compiled inference copy (inductor freezing, no_grad)",
     )
+    precision: str = option(
+        "auto",
+        "precision of the frozen inference column (fp32, bf16, int8: PT2E static quantization; "
+        "auto: maxvit.models.runtime's default here); bf16 and int8 need --compile",
+        choices=("auto", "fp32", "bf16", "int8"),
+    )
     device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
     memory: bool = option(True, "peak memory per model, each in a fresh subprocess")
     statistic: str = option(
@@ -86,6 +92,8 @@ def validate(cfg: ModelBenchConfig) -> list[str]:
         raise UserError("--batch-size and --img-size must be positive")
     if cfg.rounds < 1 or cfg.warmup < 0:
         raise UserError("--rounds must be at least 1 and --warmup at least 0")
+    if cfg.precision in ("bf16", "int8") and not cfg.compile:
+        raise UserError(f"--precision {cfg.precision} times the frozen column: add --compile")
     if cfg.compile and cfg.warmup < 1:
         raise UserError("--compile needs --warmup of at least 1 (compilation happens there)")
     models = list(dict.fromkeys(cfg.models + cfg.compare_to))
@@ -122,12 +130,14 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
     from maxvit.bench.flops import count_flops
     from maxvit.bench.memprobe import run_probe
     from maxvit.bench.workload import Workload, frozen_copy, fused_copy
+    from maxvit.models.runtime import resolve
 
     models = validate(cfg)
     fuse = cfg.fuse_inference and not cfg.compile
     apply_threads(cfg.threads)
     device = resolve_device(cfg.device)
     settings = RunSettings(device=device, channels_last=cfg.channels_last, compile=cfg.compile)
+    _, precision = resolve("compiled", cfg.precision, device)
 
     results: dict[str, dict[str, Any]] = {}
     works: dict[str, Workload] = {}
@@ -154,7 +164,9 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             cfg.img_size,
             settings,
             infer_model=fused,
-            frozen_model=frozen_copy(raw, settings) if cfg.compile else None,
+            frozen_model=frozen_copy(raw, settings, cfg.img_size, precision)
+            if cfg.compile
+            else None,
         )
 
     if cfg.memory:
@@ -231,6 +243,7 @@ def run_benchmark(cfg: ModelBenchConfig) -> dict[str, Any]:
             "warmup": cfg.warmup,
             "channels_last": cfg.channels_last,
             "compile": cfg.compile,
+            "frozen_precision": precision,
             "fuse_inference": fuse,
             "statistic": cfg.statistic,
             "num_classes": NUM_CLASSES,
@@ -318,7 +331,7 @@ def render(doc: dict[str, Any]) -> str:
     ]  # fmt: skip
     frozen = cfg["compile"]
     if frozen:
-        headers.insert(9, "frozen img/s")
+        headers.insert(9, f"frozen img/s {cfg.get('frozen_precision', 'fp32')}")
     rows = []
     for r in doc["results"]:
         name = r["model"] + (" (fused inference)" if r.get("inference") == "fused" else "")

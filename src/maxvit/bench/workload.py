@@ -76,11 +76,20 @@ def fused_copy(model: nn.Module, settings: RunSettings) -> nn.Module | None:
     return prepare(fuse_for_inference(model), settings) if isinstance(model, MaxVit) else None
 
 
-def frozen_copy(model: nn.Module, settings: RunSettings) -> nn.Module:
-    """An eval-mode copy compiled by inductor with freezing on: weights become constants that
-    inductor folds (batch norm into convolutions, weight layouts prepacked), as a deployment
-    compile does. Compiled lazily, on its first call (a warm-up round)."""
+def frozen_copy(
+    model: nn.Module, settings: RunSettings, img_size: int, precision: str = "fp32"
+) -> nn.Module:
+    """An eval-mode copy compiled by inductor with freezing on (`maxvit.models.runtime.Frozen`):
+    weights become constants that inductor folds (batch norm into convolutions, weight layouts
+    prepacked), as a deployment compile does; at `precision` (fp32, bf16 under autocast, or
+    int8: PT2E quantized, calibrated on random batches, which time the same as real ones).
+    Compiled lazily, on its first call (a warm-up round)."""
+    from maxvit.models.runtime import inference_model, int8_program
+
     frozen = copy.deepcopy(model).eval().to(settings.device)
     if settings.channels_last:
         frozen = frozen.to(memory_format=torch.channels_last)
-    return torch.compile(frozen, options={"freezing": True})
+    calibration = [make_input(8, img_size, settings) for _ in range(2)]
+    return inference_model(
+        frozen, "compiled", precision, int8=lambda: int8_program(frozen, calibration).module()
+    )

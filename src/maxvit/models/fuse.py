@@ -39,11 +39,13 @@ ONEDNN_OPS = ("_convolution_pointwise", "_linear_pointwise")
 
 
 def _onednn_ok(x: torch.Tensor) -> bool:
-    """oneDNN post-op kernels: CPU float32 tensors that need no gradient."""
+    """oneDNN post-op kernels: CPU float32 tensors that need no gradient, outside autocast
+    (under it the plain ops run, which autocast casts)."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
     )
 

@@ -96,12 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="none",
         help="test-time augmentation: flip = mean of the softmax of each image and its mirror",
     )
-    p.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp16", "fp32"),
-        default="auto",
-        help="auto: bf16 on GPUs that have it, fp16 on older ones, fp32 on the CPU",
-    )
+    _add_runtime_options(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("predict", help="top classes of image files")
@@ -109,23 +104,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_runtime_options(p)
+    p.add_argument(
+        "--data", help="data set whose train images calibrate --precision int8 (first use only)"
+    )
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a checkpoint's model (ONNX, or a timm model folder)")
+    p = sub.add_parser(
+        "export", help="export a checkpoint's model (ONNX, a timm model folder, AOTInductor)"
+    )
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     p.add_argument(
         "--format",
-        choices=("onnx", "timm"),
+        choices=("onnx", "timm", "pt2"),
         default="onnx",
-        help="onnx (the dynamo exporter), or timm: a folder that timm.create_model('local-dir:"
-        "FOLDER', pretrained=True) loads (MaxViT variants)",
+        help="onnx (the dynamo exporter); timm: a folder that timm.create_model('local-dir:"
+        "FOLDER', pretrained=True) loads (MaxViT variants); pt2: an AOTInductor package of the "
+        "compiled CPU model, for torch._inductor.aoti_load_package",
     )
     p.add_argument(
         "--out",
-        help="output file (onnx; default beside the weights, NAME.onnx) or folder (timm; "
-        "default beside the weights, NAME-timm/)",
+        help="output file (onnx, pt2; default beside the weights, NAME.onnx / NAME.pt2) or "
+        "folder (timm; default beside the weights, NAME-timm/)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "int8"),
+        default="auto",
+        help="pt2 only: the package's precision (auto: bf16 on CPUs with bf16 units, else fp32)",
+    )
+    p.add_argument("--data", help="pt2 with --precision int8: data set to calibrate on")
     p.set_defaults(func=_export)
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """--runtime and --precision of the commands that run a checkpoint (maxvit.models.runtime)."""
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "eager", "compiled"),
+        default="auto",
+        help="eager (the fused inference copy) or compiled (inductor, frozen weights; minutes "
+        "to compile on a CPU); auto: compiled for int8, else eager",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        default="auto",
+        help="auto: bf16 on GPUs and on CPUs with bf16 units (AMX, AVX-512-BF16), fp16 on older "
+        "GPUs, else fp32; int8: CPU, PT2E static quantization calibrated on 256 train images "
+        "of --data, cached beside the checkpoint",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -228,6 +256,7 @@ def _eval(args: argparse.Namespace) -> int:
         crop=args.crop,
         precision=args.precision,
         tta=args.tta,
+        runtime=args.runtime,
     )
     print(json.dumps(result, indent=2))
     return 0
@@ -239,7 +268,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UserError("--top-k must be >= 1")
-    results = predict(args.checkpoint, args.images, top_k=args.top_k)
+    results = predict(
+        args.checkpoint,
+        args.images,
+        top_k=args.top_k,
+        runtime=args.runtime,
+        precision=args.precision,
+        data=args.data,
+    )
     failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))
@@ -259,8 +295,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from maxvit.train.export import export_onnx, export_timm
+    from maxvit.train.export import export_onnx, export_pt2, export_timm
 
+    if args.format == "pt2":
+        print(export_pt2(args.checkpoint, args.out, precision=args.precision, data=args.data))
+        return 0
     export = export_timm if args.format == "timm" else export_onnx
     print(export(args.checkpoint, args.out))
     return 0

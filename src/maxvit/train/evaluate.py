@@ -12,9 +12,9 @@ from torch import nn
 from maxvit.data import DataSource, EvalTransform, build_eval_loader, open_data
 from maxvit.device import autocast, to_model_layout
 from maxvit.errors import UserError
-from maxvit.train import checkpoint as ckpt
 from maxvit.train import distributed
 from maxvit.train.config import TTA
+from maxvit.train.inference import load_for_inference
 
 
 @torch.no_grad()
@@ -100,14 +100,19 @@ def evaluate_checkpoint(
     crop: float | None = None,
     precision: str = "auto",
     tta: str = "none",
+    runtime: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`.
+    """Evaluate a checkpoint (run folder, .safetensors or .pt) on a split of `data`, run at
+    `runtime` and `precision` (`maxvit.models.runtime`; int8 calibrates on `data`'s train
+    split once and caches the result beside the checkpoint).
 
     `crop` defaults to the evaluation crop the checkpoint was trained with.
     """
     ctx = distributed.setup()
     try:
-        model, info = ckpt.load_model(checkpoint, ctx.device)
+        model, info, (runtime, precision) = load_for_inference(
+            checkpoint, runtime, precision, device=ctx.device, data=data
+        )
         if ctx.local_rank == 0:  # prepares Tiny ImageNet archives once per node
             source = open_data(data)
         ctx.barrier()
@@ -118,9 +123,7 @@ def evaluate_checkpoint(
                 f"{info.path} was trained on {len(info.class_names)} classes that are not those "
                 f"of {source.describe()} (names or order differ)"
             )
-        from maxvit.models.fuse import inference_copy
-
-        model = to_model_layout(inference_copy(model), ctx.device)
+        model = to_model_layout(model, ctx.device)
         crop = info.eval_crop if crop is None else crop
         result = evaluate(
             model,
@@ -132,7 +135,7 @@ def evaluate_checkpoint(
             num_workers=num_workers,
             device=ctx.device,
             ctx=ctx,
-            precision=precision,
+            precision="fp32",  # the model runs at its precision itself
             tta=tta,
         )
         return {
@@ -141,6 +144,8 @@ def evaluate_checkpoint(
             "split": split,
             "crop": crop,
             "tta": tta,
+            "runtime": runtime,
+            "precision": precision,
             **result,
         }
     finally:

@@ -62,6 +62,41 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     return atomic_write(out, lambda tmp: onnx.save_model(proto, str(tmp)), proto.ByteSize())
 
 
+def export_pt2(
+    checkpoint: str | Path,
+    out: str | Path | None = None,
+    *,
+    precision: str = "auto",
+    data: str | Path | None = None,
+) -> Path:
+    """Write an AOTInductor package of the checkpoint's model (default: beside the weights,
+    ``<name>.pt2``) and return its path: the compiled CPU model at `precision` (auto: the
+    fastest this machine keeps accuracy at, `maxvit.models.runtime.resolve`; int8 takes its
+    calibration from the cache or `data`), weights frozen into it, batch size dynamic.
+    ``torch._inductor.aoti_load_package(path)`` runs it with nothing from this project."""
+    from maxvit.train.inference import load_for_inference
+
+    model, info, (_, precision) = load_for_inference(checkpoint, "compiled", precision, data=data)
+    out = Path(out) if out is not None else info.path.with_suffix(".pt2")
+    check_writable(out)
+    example = torch.randn(2, 3, info.img_size, info.img_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        exported = torch.export.export(model.eager, (example,), dynamic_shapes=({0: batch},))
+
+    def write(tmp: Path) -> None:
+        package = tmp.with_name(tmp.name + ".pt2")  # the compiler wants the suffix
+        try:
+            torch._inductor.aoti_compile_and_package(
+                exported, package_path=str(package), inductor_configs={"freezing": True}
+            )
+            os.replace(package, tmp)
+        finally:
+            package.unlink(missing_ok=True)
+
+    return atomic_write(out, write)
+
+
 def export_timm(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     """Write the checkpoint's MaxViT as a timm model folder (default: beside the weights,
     ``<name>-timm/``) and return its path. Its ``pretrained_cfg`` holds the checkpoint's

@@ -6,12 +6,19 @@ from pathlib import Path
 
 import torch
 
-from maxvit.models.fuse import inference_copy
-from maxvit.train.checkpoint import load_model
+from maxvit.train.inference import load_for_inference
 
 
 @torch.no_grad()
-def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) -> list[dict]:
+def predict(
+    checkpoint: str | Path,
+    images: list[str | Path],
+    top_k: int = 5,
+    *,
+    runtime: str = "auto",
+    precision: str = "auto",
+    data: str | Path | None = None,
+) -> list[dict]:
     """Per image, in order: ``{"image", "top"}``, its top-k (class name, class id such as the
     wnid, probability) with the checkpoint's eval transform; or ``{"image", "error"}``, one line
     saying why it cannot be classified (undecodable, or not a JPEG, PNG or WebP file, as class
@@ -19,14 +26,14 @@ def predict(checkpoint: str | Path, images: list[str | Path], top_k: int = 5) ->
 
     Images of any size and mode are decoded by `maxvit.data.images` and given the evaluation
     geometry (resize to img_size / eval_crop, centre crop img_size). A bad checkpoint is a
-    `UserError`.
+    `UserError`. The model runs at `runtime` and `precision` (`maxvit.models.runtime`; int8
+    calibrates on the train split of `data` the first time, `maxvit.train.inference`).
     """
     from maxvit.data import EvalTransform
     from maxvit.data.crop import decode_crop, eval_box, stack_images
     from maxvit.data.images import ImageError, unsupported_type
 
-    model, info = load_model(checkpoint)
-    model = inference_copy(model)
+    model, info, _ = load_for_inference(checkpoint, runtime, precision, data=data)
     transform = EvalTransform(info.img_size, crop=None)
     box = eval_box(info.eval_crop, info.img_size)
     results: list[dict] = []
