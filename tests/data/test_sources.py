@@ -171,8 +171,12 @@ def test_unknown_layouts_are_one_line_errors_naming_the_layouts(tmp_path, synthe
 
 
 def test_shard_errors(shards, tmp_path):
+    odd = tmp_path / "odd"  # shards that exist, one named with no split in it
+    odd.mkdir()
+    shutil.copy(shards / "train-000000.tar", odd / "other-0.tar")
+    shutil.copy(shards / "train-000000.tar", odd)
     with pytest.raises(UserError, match="cannot tell the split of shard other-0.tar"):
-        open_data(f"{shards}/{{other-0,train-000000}}.tar")
+        open_data(f"{odd}/{{other-0,train-000000}}.tar")
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     shutil.copy(shards / "train-000000.tar", lonely)

@@ -216,6 +216,19 @@ class DropPath(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+class Gelu(nn.GELU):
+    """`nn.GELU`; under torch.compile its tanh approximation is written as the equal
+    ``x * sigmoid(2 z)`` (since ``0.5 (1 + tanh z) = sigmoid(2 z)``, ``z = sqrt(2/pi) (x +
+    0.044715 x^3)``). Inductor then computes it in its own vectorised kernel instead of fusing it
+    into the convolution before it as oneDNN's tanh-GELU post-op, which made those convolutions
+    about 2x slower on an AVX2 CPU (docs/benchmarks.md, "Why compiled MaxViT-T trailed")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.approximate == "tanh" and torch.compiler.is_compiling():
+            return x * torch.sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x))
+        return super().forward(x)
+
+
 class _SamePadFn(torch.autograd.Function):
     """Zero-pad the bottom and right edges by ``extra``; the backward pass returns a view."""
 
@@ -313,7 +326,7 @@ class Stem(nn.Module):
             stride=2,
             bias=cfg.conv_bias,
             norm=nn.BatchNorm2d(c, eps=cfg.bn_eps) if cfg.stem_norm else None,
-            act=nn.GELU(approximate=cfg.gelu),
+            act=Gelu(approximate=cfg.gelu),
         )
         self.conv2 = conv_bn_act(c, c, 3, stride=cfg.stem_stride // 2, bias=cfg.conv_bias)
 
@@ -354,7 +367,7 @@ class MBConv(nn.Module):
             return nn.BatchNorm2d(c, eps=cfg.bn_eps)
 
         def gelu() -> nn.GELU:
-            return nn.GELU(approximate=cfg.gelu)  # a new module per use
+            return Gelu(approximate=cfg.gelu)  # a new module per use
 
         pool = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()
         if cfg.shortcut == "identity" and cin == cout:

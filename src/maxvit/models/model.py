@@ -45,7 +45,7 @@ from torch import nn
 from maxvit.errors import UserError
 from maxvit.models.config import MaxVitConfig
 from maxvit.models.contract import TimmContract
-from maxvit.models.layers import MBConv, PartitionAttention, Stem, init_weights
+from maxvit.models.layers import Gelu, MBConv, PartitionAttention, Stem, init_weights
 
 __all__ = ["MaxVit", "MaxVitBlock", "MaxVitConfig"]
 
@@ -64,7 +64,7 @@ class MaxVitBlock(nn.Module):
             p=p,
             head_dim=cfg.head_dim,
             expansion=cfg.expansion,
-            act_layer=lambda: nn.GELU(approximate=cfg.gelu),  # a new module per layer
+            act_layer=lambda: Gelu(approximate=cfg.gelu),  # a new module per layer
             ln_eps=cfg.ln_eps,
             drop_path=drop_path,
             attn_impl=cfg.attn_impl,
