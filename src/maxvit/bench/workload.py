@@ -89,7 +89,9 @@ def frozen_copy(
     frozen = copy.deepcopy(model).eval().to(settings.device)
     if settings.channels_last:
         frozen = frozen.to(memory_format=torch.channels_last)
-    calibration = [make_input(8, img_size, settings) for _ in range(2)]
-    return inference_model(
-        frozen, "compiled", precision, int8=lambda: int8_program(frozen, calibration).module()
-    )
+
+    def int8() -> nn.Module:  # random calibration batches, made only for int8
+        calibration = [make_input(8, img_size, settings) for _ in range(2)]
+        return int8_program(frozen, calibration).module()
+
+    return inference_model(frozen, "compiled", precision, int8=int8)
