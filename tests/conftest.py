@@ -19,6 +19,13 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow (tens of seconds each) run first: pytest-xdist hands tests out in
+    this order, so the short ones fill the gaps at the end instead of one worker finishing a
+    long test alone while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def synthetic_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid synthetic `tiny-imagenet-200.zip`: 200 classes x 2 train, 1 val each, 4 test

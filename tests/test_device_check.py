@@ -33,3 +33,10 @@ def test_device_check_dry_run_on_the_cpu(tmp_path):
     assert models == ["maxvit_nano", "vit_nano"]
     assert doc["steps"][2]["steps"] == 4 and doc["steps"][2]["data_wait_s"] >= 0
     assert "| maxvit_nano | no |" in (out / "device-check.md").read_text()
+
+
+def test_every_cuda_test_is_in_the_file_the_device_check_runs():
+    tests = Path(__file__).resolve().parent
+    mark = "pytest.mark." + "cuda"  # spelled apart, so that this file does not match
+    marked = {p.relative_to(tests) for p in tests.rglob("test_*.py") if mark in p.read_text()}
+    assert marked == {Path("train/test_cuda.py")}

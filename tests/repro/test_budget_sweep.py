@@ -17,8 +17,8 @@ def test_the_smoke_sweep_trains_each_point_once_and_reports(synthetic_archive, t
     out = tmp_path / "sweep"
     report = run_sweep("smoke-budget", synthetic_archive, out, ["img_size=32"])
     labels = sorted(p.name for p in (out / "runs").iterdir())
-    assert labels == ["smoke-0.15m", "smoke-0.3m", "smoke-1ep"]
-    for label in ("smoke-0.15m", "smoke-0.3m"):
+    assert labels == ["smoke-0.1m", "smoke-0.2m", "smoke-1ep"]
+    for label in ("smoke-0.1m", "smoke-0.2m"):
         run = out / "runs" / label
         result = json.loads((run / "result.json").read_text())
         # the plan was written and the run ended on it

@@ -42,7 +42,7 @@ SWEEPS: dict[str, Sweep] = {
     "cpu-budget": Sweep("cpu-budget", (2, 5, 10, 20), "cpu-mini", (1, 3)),
     # Seconds, for tests: the path on a tiny synthetic set.
     "smoke-budget": Sweep(
-        "smoke", (0.15, 0.3), "smoke", (1,), ("steps_per_epoch=30", "ckpt_every_steps=0")
+        "smoke", (0.1, 0.2), "smoke", (1,), ("steps_per_epoch=30", "ckpt_every_steps=0")
     ),
 }
 
