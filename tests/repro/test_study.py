@@ -272,7 +272,7 @@ def test_cpu_fit_plan_trains_maxvit_and_coatnet_and_reports_the_fit(
     assert fit_plan.models == ("maxvit_nano", "coatnet_nano") and fit_plan.fit == 60.0
     assert config.aug.pipeline == "none" and config.img_size == 64
     out = tmp_path / "fit"
-    sizes = ["epochs=1", "steps_per_epoch=1", "img_size=32", "batch_size=8"]
+    sizes = ["epochs=1", "steps_per_epoch=1", "img_size=32", "batch_size=8", "budget_minutes=0"]
     report = st.run_study("cpu-fit", synthetic_archive, out, sizes).read_text()
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["coatnet_nano", "maxvit_nano"]
     assert not (out / "bench" / "scaling").exists()
@@ -290,3 +290,23 @@ def test_cpu_fit_plan_trains_maxvit_and_coatnet_and_reports_the_fit(
     # one epoch each: two single points, which share a level only if equal
     assert "Overfitting at matched fit" in verdicts[1] and "## Gaps at matched fit" in report
     assert (out / "fit.png").is_file()
+
+
+@pytest.mark.parametrize("preset", ["cpu-fit", "cpu-fit-aug"])
+def test_the_fit_presets_stop_at_their_plans_fit_or_budget(preset):
+    fit_plan, config = plan.study_config(preset, "data", [])
+    assert config.stop_at_fit == fit_plan.fit and config.fit_images and config.budget_minutes
+
+
+def test_a_run_has_ended_at_its_steps_epochs_or_fit(tmp_path):
+    from tests.train.utils import smoke_config
+
+    rows = [{"epoch": 1, "step": 10, "clean_train_top1": 40.0}]
+    fixed = smoke_config(tmp_path, "epochs=2")
+    assert not st._trained([], fixed) and not st._trained(rows, fixed)
+    assert st._trained([*rows, {"epoch": 2, "step": 20}], fixed)
+    planned = smoke_config(tmp_path, "budget_minutes=5", "total_steps=30")
+    assert not st._trained([{"epoch": 3, "step": 20}], planned)
+    assert st._trained([{"epoch": 3, "step": 30}], planned)
+    fitting = smoke_config(tmp_path, "fit_images=20", "stop_at_fit=40")
+    assert st._trained(rows, fitting) and not st._trained(rows[:0], fitting)

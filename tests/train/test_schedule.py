@@ -154,3 +154,31 @@ def test_a_budget_run_resumes_and_reruns_its_plan_exactly(
     again = trainer.train(load_config(reference / "config.yaml"), tmp_path / "again")
     weights = read_weights(again / "checkpoints" / "last.safetensors")
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
+def test_a_run_stops_at_the_first_epoch_that_fits_and_stays_stopped(
+    synth_data, tmp_path, monkeypatch, capsys
+):
+    fits = iter([30.0, 70.0, 90.0, 95.0])  # clean-train top-1 of epochs 1-4, if they ran
+    real = trainer._Run._evaluate
+
+    def evaluate(self, split, **options):
+        result = real(self, split, **options)
+        return {**result, "top1": next(fits)} if split == "train" else result
+
+    monkeypatch.setattr(trainer._Run, "_evaluate", evaluate)
+    fit = ("epochs=4", "steps_per_epoch=2", "fit_images=20", "stop_at_fit=60")
+    run = trainer.train(smoke_config(synth_data, *fit), tmp_path / "run")
+    assert [r["clean_train_top1"] for r in read_metrics(run)] == [30.0, 70.0]
+    assert "done in " in (err := capsys.readouterr().err)
+    assert ", fitted: clean-train top-1 70.00%: val top-1" in err
+    trainer.train(load_config(run / "config.yaml"), run, resume=True)
+    err = capsys.readouterr().err
+    assert "already complete (fitted: clean-train top-1 70.00%, 4 steps," in err
+    assert len(read_metrics(run)) == 2
+
+
+@pytest.mark.parametrize("setting", [("stop_at_fit=60",), ("fit_images=20", "stop_at_fit=101")])
+def test_stop_at_fit_needs_a_clean_train_measure_and_a_percentage(synth_data, setting):
+    with pytest.raises(UserError, match="stop_at_fit is a clean-train top-1 in"):
+        smoke_config(synth_data, *setting)

@@ -103,8 +103,19 @@ def render_report(results: StudyResults) -> str:
     batch, img = recipe["batch_size"], _img_size(results)
     scale = scale_label(results)
     chance = 100 / study["data"]["classes"]
-    samples = maxvit.last["step"] * batch
-    passes = samples / study["data"]["train"]
+    trained = ", ".join(
+        f"{m.last['step'] * batch:,} training samples = "
+        f"{m.last['step'] * batch / study['data']['train']:.2f} passes over the train split"
+        + (f" (`{m.name}`)" if len(results.models) > 1 else "")
+        for m in results.models
+    )
+    length = (
+        f" over a {recipe['budget_minutes']:g}-min budget per model"
+        if recipe.get("budget_minutes") else ""
+    )  # fmt: skip
+    if recipe.get("stop_at_fit"):
+        fit_at = recipe["stop_at_fit"]
+        length += f", each stopped at its first epoch of clean train top-1 >= {fit_at:g}%"
     fit = study.get("plan", {}).get("fit")
     claims = [overfitting_claim(maxvit, coatnet, vit, study["data"]["val"], fit)]
     if (matched := matched_fit_claim(maxvit, coatnet, study["data"]["val"])) is not None:
@@ -128,11 +139,11 @@ def render_report(results: StudyResults) -> str:
         f"{count} models trained with one recipe and one budget: preset `{study['preset']}`"
         + "".join(f", `--set {o}`" for o in study.get("overrides", []))
         + f". AdamW lr {recipe['lr']:g} (warmup {recipe['warmup_epochs']:g} epochs, cosine to "
-        f"{recipe['min_lr']:g}), weight decay {recipe['weight_decay']:g}, batch {batch}, "
+        f"{recipe['min_lr']:g}{length}), weight decay {recipe['weight_decay']:g}, batch {batch}, "
         f"{img}x{img} input, augmentation `{aug['pipeline']}`"
         f"{' (four-pass epoch)' if aug['four_pass'] else ''}, label smoothing "
-        f"{aug['label_smoothing']:g}, seed {recipe['seed']}. {samples:,} training samples = "
-        f"{passes:.2f} passes over the train split. Nothing was tuned per model.",
+        f"{aug['label_smoothing']:g}, seed {recipe['seed']}. {trained}. Nothing was tuned per "
+        "model.",
         "",
         "Sizes: "
         + ", ".join(

@@ -133,14 +133,16 @@ def _train_one(out: Path, study: dict, config: Any) -> None:
 
     run = out / "runs" / config.model
     saved = run / "config.yaml"
-    if saved.exists() and not same_recipe(
-        dataclasses.asdict(load_config(saved)), dataclasses.asdict(config)
-    ):
-        raise UserError(
-            f"{run} was trained with another recipe (see {saved}); choose another --out"
-        )
+    if saved.exists():  # a budget's run holds its planned step count: resume with that plan
+        planned = load_config(saved)
+        unplanned = dataclasses.replace(planned, total_steps=config.total_steps)
+        if not same_recipe(dataclasses.asdict(unplanned), dataclasses.asdict(config)):
+            raise UserError(
+                f"{run} was trained with another recipe (see {saved}); choose another --out"
+            )
+        config = planned
     rows = read_metrics(run) if (run / "metrics.jsonl").exists() else []
-    if not rows or rows[-1]["epoch"] < config.epochs:
+    if not _trained(rows, config):
         _say(f"study: training {config.model} in {run}")
         with _phase(out, study, f"train {config.model}"):
             train(config, run, resume=True)
@@ -198,6 +200,19 @@ def _bench(out: Path, study: dict, plan: StudyPlan, config: Any) -> None:
                     out=scaling,
                 )
             )
+
+
+def _trained(rows: list[dict], config: Any) -> bool:
+    """Whether the run whose `metrics.jsonl` rows these are has ended: its steps all trained
+    (planned by a budget or set), its epochs, or its train set fitted (``stop_at_fit``)."""
+    if not rows:
+        return False
+    last = rows[-1]
+    if config.stop_at_fit and last.get("clean_train_top1", -1.0) >= config.stop_at_fit:
+        return True
+    if config.total_steps:
+        return last["step"] >= config.total_steps
+    return last["epoch"] >= config.epochs and not config.budget_minutes
 
 
 @contextlib.contextmanager

@@ -58,6 +58,7 @@ class TrainConfig:
     eval_crop: float = 1.0  # evaluation: resize to img_size / eval_crop, centre crop img_size
     tta: str = "none"  # test-time augmentation of the evaluations: none, flip (image + mirror)
     fit_images: int = 0  # also clean-train top-1 on ~this many fixed train images per epoch
+    stop_at_fit: float = 0.0  # end at the first epoch with clean-train top-1 >= this % (0 = off)
     seed: int = 0  # seeds initialisation, data order, augmentation and stochastic depth
     num_workers: int = 4  # data-loading worker processes per rank (0 = in the main process)
     bad_samples: int | str = (
@@ -82,7 +83,7 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         nonneg = ("steps_per_epoch", "total_steps", "budget_minutes", "lr", "min_lr")
         nonneg += ("warmup_epochs", "weight_decay", "clip_grad", "num_workers")
-        nonneg += ("ckpt_every_steps", "drop_path", "fit_images")
+        nonneg += ("ckpt_every_steps", "drop_path", "fit_images", "stop_at_fit")
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -115,6 +116,11 @@ class TrainConfig:
         if self.layer_decay and self.decay_norm_bias:
             raise UserError(
                 "layer_decay groups never decay norms and biases: set decay_norm_bias false"
+            )
+        if self.stop_at_fit and not (self.fit_images and self.stop_at_fit <= 100):
+            raise UserError(
+                f"stop_at_fit is a clean-train top-1 in (0, 100] measured on fit_images train "
+                f"images: got {self.stop_at_fit} with fit_images {self.fit_images}"
             )
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")

@@ -157,7 +157,7 @@ class RunLength:
     """
 
     def __init__(self, cfg, steps_per_epoch: int, started: float, device: torch.device) -> None:
-        self.cfg = cfg  # a TrainConfig: budget_minutes, total_steps, epochs, batch_size, tta
+        self.cfg = cfg  # a TrainConfig: budget_minutes, total_steps, epochs, batch_size, tta, ...
         self.steps_per_epoch = steps_per_epoch
         self.started = started  # the budget's clock: when `train` was called (time.monotonic)
         self.device = device
@@ -191,6 +191,22 @@ class RunLength:
         spent = format_duration(time.monotonic() - self.started)
         budget = self.cfg.budget_minutes
         return f"{spent} (budget {format_duration(budget * 60)})" if budget else spent
+
+    def fitted(self, progress) -> bool:
+        """Whether the last epoch's clean-train top-1 reached ``stop_at_fit`` (`Progress`)."""
+        return bool(self.cfg.stop_at_fit) and progress.fit_top1 >= self.cfg.stop_at_fit
+
+    def fit_note(self, progress, sep: str, *, before: bool = False) -> str:
+        """ "fitted: clean-train top-1 X%" with `sep` after it (`before`: before it) for a run
+        that `fitted` stopped; "" otherwise."""
+        if not self.fitted(progress):
+            return ""
+        note = f"fitted: clean-train top-1 {progress.fit_top1:.2f}%"
+        return sep + note if before else note + sep
+
+    def finished(self, progress) -> bool:
+        """Whether the run is over: all its steps trained, or the train set fitted."""
+        return progress.step >= self.total_steps or self.fitted(progress)
 
     def epoch_steps(self, epoch: int) -> int:
         """Steps of epoch `epoch` (0-based): all of them, but for a partial last epoch."""

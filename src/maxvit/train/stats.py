@@ -24,6 +24,7 @@ class Progress:
     data_seconds: float = 0.0  # of which waiting for the loader's next batch
     best_top1: float = -1.0  # best val top-1 so far (percent)
     best_epoch: int = 0  # epoch (1-based) of best_top1
+    fit_top1: float = -1.0  # clean-train top-1 at the last epoch end (percent; -1: not measured)
 
     def end_epoch(self, val: dict[str, float], *, lr: float, eval_s: float) -> dict[str, Any]:
         """Close the epoch with its val result: returns its log row (``metrics.jsonl``),
@@ -48,6 +49,7 @@ class Progress:
             "epoch_time_s": self.train_seconds + eval_s,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        self.fit_top1 = val.get("fit_top1", -1.0)
         if val["top1"] > self.best_top1:
             self.best_top1, self.best_epoch = val["top1"], self.epoch + 1
         self.epoch += 1

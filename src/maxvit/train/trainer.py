@@ -147,11 +147,11 @@ class _Run:
 
     def run(self) -> Path:
         cfg, p, length = self.cfg, self.progress, self.length
-        if length.planned and p.step >= length.total_steps:
+        if length.finished(p):
             self.log.say(
-                f"run {self.out} is already complete ({p.step} steps, best val top-1 "
-                f"{p.best_top1:.2f}% at epoch {p.best_epoch}); nothing to train (raise epochs "
-                "with --set epochs=N, or total_steps, to train on)"
+                f"run {self.out} is already complete ({length.fit_note(p, ', ')}{p.step} steps, "
+                f"best val top-1 {p.best_top1:.2f}% at epoch {p.best_epoch}); nothing to train "
+                "(raise epochs with --set epochs=N, or total_steps, to train on)"
             )
             return self.out
         ranks = self.ctx.world_size
@@ -164,7 +164,7 @@ class _Run:
         self.session = (time.monotonic(), p.step)  # this process's training: start, first step
         try:
             with self.stop:
-                while p.step < length.total_steps:
+                while not length.finished(p):
                     self._train_epoch()
         finally:
             self.log.close()
@@ -173,9 +173,9 @@ class _Run:
 
             write_report(self.out)
             self.log.say(
-                f"done in {length.spent()}: val top-1{' with flip TTA' * (cfg.tta == 'flip')} "
-                f"{self.last_top1:.2f}% at the end, best {p.best_top1:.2f}% (epoch "
-                f"{p.best_epoch}); run folder {self.out}"
+                f"done in {length.spent()}{length.fit_note(p, ', ', before=True)}: val top-1"
+                f"{' with flip TTA' * (cfg.tta == 'flip')} {self.last_top1:.2f}% at the end, best "
+                f"{p.best_top1:.2f}% (epoch {p.best_epoch}); run folder {self.out}"
             )
         return self.out
 
