@@ -156,6 +156,7 @@ def test_a_budget_run_resumes_and_reruns_its_plan_exactly(
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
 
 
+@pytest.mark.slow  # two training runs of 4 steps: about 10 s
 def test_a_run_stops_at_the_first_epoch_that_fits_and_stays_stopped(
     synth_data, tmp_path, monkeypatch, capsys
 ):
