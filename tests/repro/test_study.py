@@ -194,6 +194,11 @@ def test_overfitting_verdicts() -> None:
         _result("MaxViT", clean=99, val=14), _result("CoAtNet", clean=90, val=17), None, 1000, 60
     )
     assert "did not reach" not in both.text
+    # the fit is read where the stop rule read it: the last epoch's fixed train subset
+    subset = _result("CoAtNet", clean=59.6, val=17)
+    subset.rows[-1] |= {"clean_train_top1": 60.4, "clean_train_images": 2000}
+    stopped = claims.overfitting_claim(_result("MaxViT", clean=99, val=14), subset, None, 1000, 60)
+    assert subset.fit_top1 == 60.4 and "did not reach" not in stopped.text
 
 
 @pytest.mark.parametrize(

@@ -75,9 +75,9 @@ def overfitting_claim(
     )
     models = [m for m in (maxvit, coatnet, vit) if m is not None]
     fitted = max(m.clean_train["top1"] for m in models)
-    unfit = [m for m in models if fit is not None and m.clean_train["top1"] < fit]
+    unfit = [m for m in models if fit is not None and m.fit_top1 < fit]
     if unfit and len(unfit) < len(models):
-        names = " and ".join(f"{m.role} ({m.clean_train['top1']:.2f}%)" for m in unfit)
+        names = " and ".join(f"{m.role} ({m.fit_top1:.2f}%)" for m in unfit)
         text += (
             f" But {names} did not reach the fit ({fit:g}% clean train top-1): a gap widens as a "
             "model fits its train set, so this compares models at different points of fitting "

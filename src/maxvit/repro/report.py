@@ -241,8 +241,14 @@ def _fit_lines(results: StudyResults) -> list[str]:
     if fit is None:
         return []
     parts = [
-        f"{m.role} ({m.name}) {'reached it' if m.clean_train['top1'] >= fit else 'did not'}: "
-        f"{m.clean_train['top1']:.2f}%"
+        f"{m.role} ({m.name}) {'reached it' if m.fit_top1 >= fit else 'did not'}: "
+        f"{m.fit_top1:.2f}%"
+        + (
+            f" of its last epoch's {m.last['clean_train_images']:,} fixed train images (whole "
+            f"train split {m.clean_train['top1']:.2f}%)"
+            if "clean_train_top1" in m.last
+            else ""
+        )
         for m in results.models
     ]
     return [

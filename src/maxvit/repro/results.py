@@ -33,6 +33,12 @@ class ModelResult:
         return self.rows[-1]
 
     @property
+    def fit_top1(self) -> float:
+        """Clean train top-1 by the measure a plan's fit and ``stop_at_fit`` read: the last
+        epoch's fixed train subset (``fit_images``) when the run logged one, else the split's."""
+        return self.last.get("clean_train_top1", self.clean_train["top1"])
+
+    @property
     def gap(self) -> float:
         """Clean train top-1 minus val top-1 of the final weights (points)."""
         return self.clean_train["top1"] - self.last["val_top1"]
