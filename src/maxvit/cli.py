@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from maxvit.models import cli as models_cli
     from maxvit.repro import cli as repro_cli
     from maxvit.train import cli as train_cli
-    from maxvit.train import loop_bench
+    from maxvit.train import loop_bench, precision_bench
 
     parser = argparse.ArgumentParser(
         prog="maxvit",
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     for area in (data_cli, models_cli, train_cli, repro_cli):
         area.register(sub)
     loop = ("loop", loop_bench, "the trainer's step against a minimal loop over the same batches")
-    bench_cli.register(sub, extra=(loop,))
+    precision = ("precision", precision_bench, "a checkpoint's accuracy and speed per precision")
+    bench_cli.register(sub, extra=(loop, precision))
     return parser
 
 
