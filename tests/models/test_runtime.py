@@ -95,3 +95,17 @@ def test_int8_keeps_the_accuracy_of_a_trained_small_model(trained):
     model, batches, y, fp32 = trained
     int8 = rt.int8_program(model, _task(64, seed=2)[0].split(32)).module()  # q/dq simulated
     _guard(_predictions(int8, batches), fp32, y)
+
+
+def test_a_saved_program_loads_with_its_record_and_no_warning(tmp_path, caplog):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3).eval()
+    x = torch.randn(2, 4)
+    path = tmp_path / "m.int8.pt2"
+    rt.save_program(torch.export.export(layer, (x,)), path, {"images": 64})
+    assert "Expect archive file" not in caplog.text  # torch's warning about the temporary name
+    module, record = rt.load_program(path)
+    assert record == {"images": 64} and torch.allclose(module(x), layer(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.int8.pt2"]  # no temporary left
+    (tmp_path / "junk.pt2").write_bytes(b"junk")
+    assert rt.load_program(tmp_path / "junk.pt2") is None

@@ -172,7 +172,12 @@ def int8_program(model: nn.Module, batches: Iterable[torch.Tensor]) -> torch.exp
 def save_program(program: torch.export.ExportedProgram, path: Path, record: dict) -> None:
     """Write `program` to `path` atomically, with `record` (JSON) inside the archive."""
     extra = {RECORD: json.dumps(record, sort_keys=True)}
-    atomic_write(path, lambda tmp: torch.export.save(program, str(tmp), extra_files=extra))
+
+    def write(tmp: Path) -> None:  # a file object: torch warns about a path not ending in .pt2
+        with open(tmp, "wb") as f:
+            torch.export.save(program, f, extra_files=extra)
+
+    atomic_write(path, write)
 
 
 def load_program(path: Path) -> tuple[nn.Module, dict] | None:
