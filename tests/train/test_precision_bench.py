@@ -28,6 +28,7 @@ def checkpoint(synthetic_tree, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # two precisions scored and timed, then evaluate: about 10 s
 def test_each_precision_is_scored_on_the_same_images_and_timed(
     checkpoint, synthetic_tree, tmp_path, capsys
 ):
