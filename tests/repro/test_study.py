@@ -315,3 +315,15 @@ def test_a_run_has_ended_at_its_steps_epochs_or_fit(tmp_path):
     assert st._trained([{"epoch": 3, "step": 30}], planned)
     fitting = smoke_config(tmp_path, "fit_images=20", "stop_at_fit=40")
     assert st._trained(rows, fitting) and not st._trained(rows[:0], fitting)
+
+
+def test_an_interrupted_phase_is_recorded_and_its_resumed_part_added(tmp_path, monkeypatch):
+    clock = iter([100.0, 130.0, 500.0, 510.0])  # perf_counter at each start and end
+    monkeypatch.setattr(st.time, "perf_counter", lambda: next(clock))
+    study: dict = {"phases": {}}
+    with pytest.raises(KeyboardInterrupt), st._phase(tmp_path, study, "train x"):
+        raise KeyboardInterrupt
+    with st._phase(tmp_path, study, "train x"):
+        pass
+    saved = json.loads((tmp_path / "study.json").read_text())["phases"]["train x"]
+    assert saved["wall_s"] == 40.0 and saved["cpu_s"] >= 0

@@ -217,19 +217,23 @@ def _trained(rows: list[dict], config: Any) -> bool:
 
 @contextlib.contextmanager
 def _phase(out: Path, study: dict, name: str) -> Iterator[None]:
-    """Time a phase and record it in ``study.json`` (written at once) if it succeeds.
+    """Time a phase and add it to ``study.json`` (written at once), also when it is interrupted:
+    a phase resumed by a later invocation sums its parts.
 
     Wall seconds, and CPU seconds of this process and its finished children (data workers):
     on a machine shared with other jobs the wall time is inflated; the CPU time shows what the
     study itself used.
     """
     start, cpu = time.perf_counter(), _cpu_seconds()
-    yield
-    study["phases"][name] = {
-        "wall_s": time.perf_counter() - start,
-        "cpu_s": _cpu_seconds() - cpu,
-    }
-    write_json(out / "study.json", study, indent=2)
+    try:
+        yield
+    finally:
+        done = study["phases"].get(name, {"wall_s": 0.0, "cpu_s": 0.0})
+        study["phases"][name] = {
+            "wall_s": done["wall_s"] + time.perf_counter() - start,
+            "cpu_s": done["cpu_s"] + _cpu_seconds() - cpu,
+        }
+        write_json(out / "study.json", study, indent=2)
 
 
 def _cpu_seconds() -> float:
