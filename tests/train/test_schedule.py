@@ -175,7 +175,8 @@ def test_a_run_stops_at_the_first_epoch_that_fits_and_stays_stopped(
     assert ", fitted: clean-train top-1 70.00%: val top-1" in err
     trainer.train(load_config(run / "config.yaml"), run, resume=True)
     err = capsys.readouterr().err
-    assert "already complete (fitted: clean-train top-1 70.00%, 4 steps," in err
+    assert "already complete (4 steps, fitted: clean-train top-1 70.00%, best" in err
+    assert "(raise stop_at_fit to train on)" in err
     assert len(read_metrics(run)) == 2
 
 

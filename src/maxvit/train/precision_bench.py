@@ -84,7 +84,12 @@ def compare_precisions(
     if list(source.class_names) != list(info.class_names):
         raise UserError(f"{info.path} was not trained on the classes of {source.describe()}")
     loader = build_eval_loader(
-        source, split, batch_size=64, num_workers=0, img_size=info.img_size, crop=info.eval_crop
+        source,
+        split,
+        batch_size=max(64, batch_size),
+        num_workers=0,
+        img_size=info.img_size,
+        crop=info.eval_crop,
     )
     transform = EvalTransform(info.img_size, loader.device_crop)
     predictions: dict[str, list] = {name: [] for name in precisions}

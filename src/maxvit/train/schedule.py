@@ -196,13 +196,19 @@ class RunLength:
         """Whether the last epoch's clean-train top-1 reached ``stop_at_fit`` (`Progress`)."""
         return bool(self.cfg.stop_at_fit) and progress.fit_top1 >= self.cfg.stop_at_fit
 
-    def fit_note(self, progress, sep: str, *, before: bool = False) -> str:
-        """ "fitted: clean-train top-1 X%" with `sep` after it (`before`: before it) for a run
-        that `fitted` stopped; "" otherwise."""
-        if not self.fitted(progress):
-            return ""
-        note = f"fitted: clean-train top-1 {progress.fit_top1:.2f}%"
-        return sep + note if before else note + sep
+    def fit_note(self, progress) -> str:
+        """ ", fitted: clean-train top-1 X%" for a run that `fitted` stopped; "" otherwise."""
+        fitted = self.fitted(progress)
+        return f", fitted: clean-train top-1 {progress.fit_top1:.2f}%" if fitted else ""
+
+    def already_complete(self, progress) -> str:
+        """What resuming a `finished` run says: its length, best epoch and how to train on."""
+        more = "stop_at_fit" if self.fitted(progress) else "epochs (--set epochs=N) or total_steps"
+        return (
+            f"is already complete ({progress.step} steps{self.fit_note(progress)}, best val "
+            f"top-1 {progress.best_top1:.2f}% at epoch {progress.best_epoch}); nothing to train "
+            f"(raise {more} to train on)"
+        )
 
     def finished(self, progress) -> bool:
         """Whether the run is over: all its steps trained, or the train set fitted."""

@@ -148,11 +148,7 @@ class _Run:
     def run(self) -> Path:
         cfg, p, length = self.cfg, self.progress, self.length
         if length.finished(p):
-            self.log.say(
-                f"run {self.out} is already complete ({length.fit_note(p, ', ')}{p.step} steps, "
-                f"best val top-1 {p.best_top1:.2f}% at epoch {p.best_epoch}); nothing to train "
-                "(raise epochs with --set epochs=N, or total_steps, to train on)"
-            )
+            self.log.say(f"run {self.out} {length.already_complete(p)}")
             return self.out
         ranks = self.ctx.world_size
         resuming = f"; resuming at epoch {p.epoch + 1} step {p.step_in_epoch}" if p.step else ""
@@ -173,7 +169,7 @@ class _Run:
 
             write_report(self.out)
             self.log.say(
-                f"done in {length.spent()}{length.fit_note(p, ', ', before=True)}: val top-1"
+                f"done in {length.spent()}{length.fit_note(p)}: val top-1"
                 f"{' with flip TTA' * (cfg.tta == 'flip')} {self.last_top1:.2f}% at the end, best "
                 f"{p.best_top1:.2f}% (epoch {p.best_epoch}); run folder {self.out}"
             )
